@@ -1,0 +1,59 @@
+"""The contract every blender keeps, after scikit-learn's estimators.
+
+    P: stacked member probabilities, shape (members, rows, classes)
+    y: class indices, shape (rows,)
+
+    blender = SoftVote().fit(P_oof, y)     # __init__ stores parameters; fit returns self
+    blender.predict_proba(P_test)          # (rows, classes), rows sum to 1
+    blender.weights_                       # fitted attributes end in '_'
+
+Inheriting BaseEstimator gives get_params/set_params, so sklearn.base.clone works for the
+nested cross-validation that scores every blender honestly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from ..errors import BlendError
+
+
+class Blender(BaseEstimator):
+    #: True when fit() learns from the labels (weights, a stacker): its OOF score needs nested CV
+    learns = False
+
+    def fit(self, P: np.ndarray, y: np.ndarray) -> "Blender":
+        check_stack(P, y)
+        self.n_members_, _, self.n_classes_ = P.shape
+        return self
+
+    def predict_proba(self, P: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict(self, P: np.ndarray) -> np.ndarray:
+        return self.predict_proba(P).argmax(1)
+
+    def describe(self) -> dict:
+        """What was fitted, for the report (weights, selected members...)."""
+        return {}
+
+    def _check_fitted(self, P: np.ndarray) -> None:
+        if not hasattr(self, "n_members_"):
+            raise BlendError(f"this {type(self).__name__} is not fitted yet; call fit(P, y) first")
+        check_stack(P)
+        if P.shape[0] != self.n_members_ or P.shape[2] != self.n_classes_:
+            raise BlendError(f"{type(self).__name__} was fitted on {self.n_members_} members x {self.n_classes_} "
+                             f"classes, got {P.shape[0]} x {P.shape[2]}")
+
+
+def check_stack(P: np.ndarray, y: np.ndarray | None = None) -> None:
+    if not isinstance(P, np.ndarray) or P.ndim != 3:
+        raise BlendError(f"expected member probabilities of shape (members, rows, classes), "
+                         f"got {getattr(P, 'shape', type(P).__name__)}")
+    if y is not None and len(y) != P.shape[1]:
+        raise BlendError(f"P has {P.shape[1]} rows but y has {len(y)}")
+
+
+def normalize_rows(p: np.ndarray) -> np.ndarray:
+    return p / np.clip(p.sum(1, keepdims=True), 1e-12, None)

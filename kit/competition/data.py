@@ -1,0 +1,51 @@
+"""The decoded competition: uint8 images, string ids, labels as class indices."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..fileio import array_hash
+
+
+def sort_classes(labels) -> list[str]:
+    """Class names in a stable order: numerically when every label is an integer, else by text."""
+    unique = sorted({str(label) for label in labels})
+    try:
+        return sorted(unique, key=lambda s: (int(s), s))
+    except ValueError:
+        return unique
+
+
+@dataclass
+class CompetitionData:
+    name: str
+    classes: list[str]  # label values exactly as the competition spells them
+    train_ids: np.ndarray  # str
+    train_images: np.ndarray  # uint8, N x H x W x C
+    train_labels: np.ndarray  # int64 indices into classes
+    test_ids: np.ndarray  # str
+    test_images: np.ndarray  # uint8, M x H x W x C
+    sample_submission: Path
+    solution: Path | None = None
+    fingerprint: str = field(default="")
+
+    def __post_init__(self):
+        if not self.fingerprint:
+            # what the models saw: a changed image, label or id changes it
+            self.fingerprint = array_hash(self.train_ids, self.train_labels, self.train_images,
+                                          self.test_ids, self.test_images)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def channels(self) -> int:
+        return int(self.train_images.shape[-1])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return int(self.train_images.shape[1]), int(self.train_images.shape[2])

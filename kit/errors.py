@@ -1,0 +1,37 @@
+"""The library's own exceptions.
+
+The library raises these with a message that names the file, the field, what came and what
+was expected (scikit-learn's style). Only the CLI turns them into a red line and exit code 2.
+"""
+
+
+class KitError(Exception):
+    """Base class: a problem with the user's input or the state on disk, not a bug in kit."""
+
+
+class RecipeError(KitError):
+    """A recipe (or competition file) is missing, unreadable or does not fit the schema."""
+
+
+class DataError(KitError):
+    """A competition's files are missing, malformed or inconsistent."""
+
+
+class StoreError(KitError):
+    """The prediction store is missing a model, holds a damaged file, or mixes incompatible members."""
+
+
+class BlendError(KitError):
+    """Members cannot be blended as asked."""
+
+
+class SubmissionError(KitError):
+    """A submission does not match the competition's sample submission or solution."""
+
+
+def did_you_mean(name: str, known) -> str:
+    """' (did you mean 'x'?)' when a close match exists, else ''."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""

@@ -1,0 +1,145 @@
+"""Recipes: one YAML file = one model family, trained k-fold.
+
+    competition: digits
+    model: {arch: vgg_small, params: {widths: [32, 64], dropout: 0.25}}
+    image_size: 16
+    cv: {folds: 5, seed: 42}
+    train:
+      epochs: 12
+      batch_size: 64
+      seed: 0
+      optimizer: {name: adamw, lr: 0.003, weight_decay: 0.0005}
+      scheduler: {name: onecycle}
+
+Unknown keys are errors (they are almost always typos that would otherwise be ignored silently).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, field_validator
+
+from .competition import CompetitionSpec, resolve_competition
+from .errors import RecipeError
+from .fileio import stable_hash
+from .schema import Strict, format_validation_error
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "adamax", "rmsprop")
+SCHEDULERS = ("constant", "cosine", "onecycle", "step", "plateau")
+
+
+class ModelConfig(Strict):
+    arch: str
+    # keyword arguments of the architecture's builder (widths, dropout, ...)
+    params: dict[str, Any] = Field(default_factory=dict)
+    # False, True (the library's own download), or a path to a weights file
+    pretrained: bool | str = False
+
+
+class OptimizerConfig(Strict):
+    name: Literal[OPTIMIZERS] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)  # sgd, rmsprop
+    nesterov: bool = False  # sgd
+
+
+class SchedulerConfig(Strict):
+    name: Literal[SCHEDULERS] = "cosine"
+    warmup_epochs: float = Field(0.0, ge=0)
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)  # cosine: final lr as a fraction of the peak
+    step_size: int = Field(10, gt=0)  # step: epochs between decays
+    gamma: float = Field(0.1, gt=0, le=1)  # step, plateau: decay factor
+    patience: int = Field(2, ge=0)  # plateau: epochs without improvement before decaying
+
+
+class TrainConfig(Strict):
+    epochs: int = Field(gt=0)
+    batch_size: int = Field(64, gt=0)
+    # one seed, or several: each seed is trained on every fold and kept as its own run
+    seed: int | list[int] = 0
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+
+    @property
+    def seeds(self) -> list[int]:
+        return [self.seed] if isinstance(self.seed, int) else list(self.seed)
+
+    @field_validator("seed")
+    @classmethod
+    def _distinct_seeds(cls, value):
+        if isinstance(value, list) and (not value or len(set(value)) != len(value)):
+            raise ValueError("a list of seeds must be non-empty and without repeats")
+        return value
+
+
+class CVConfig(Strict):
+    folds: int = Field(5, ge=2)
+    seed: int = 42
+
+
+class PredictConfig(Strict):
+    batch_size: int = Field(512, gt=0)
+
+
+class Recipe(Strict):
+    name: str = Field(default="", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    competition: str | CompetitionSpec
+    model: ModelConfig
+    # the side the images are resized to; None keeps the competition's own size
+    image_size: int | None = Field(None, gt=0)
+    cv: CVConfig = Field(default_factory=CVConfig)
+    train: TrainConfig
+    predict: PredictConfig = Field(default_factory=PredictConfig)
+
+    @property
+    def competition_spec(self) -> CompetitionSpec:
+        if not isinstance(self.competition, CompetitionSpec):
+            raise RuntimeError("recipe not resolved; load it with load_recipe")
+        return self.competition
+
+    def resolved(self) -> dict:
+        """The recipe with every default filled in, as stored beside the model."""
+        return self.model_dump(mode="json")
+
+    @property
+    def hash(self) -> str:
+        """What decides the model's predictions; a changed hash means a different model."""
+        return stable_hash(self.model_dump(mode="json", exclude={"name", "predict"}))
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read, validate and resolve a recipe file; RecipeError names the file and the field."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"{path}: no such recipe file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    return recipe_from_dict(data, source=str(path), default_name=path.stem)
+
+
+def recipe_from_dict(data: Any, source: str = "recipe", default_name: str = "") -> Recipe:
+    if not isinstance(data, dict):
+        raise RecipeError(f"{source}: expected a mapping of recipe fields, got {type(data).__name__}")
+    data = dict(data)
+    data.setdefault("name", default_name)
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as exc:
+        raise RecipeError(format_validation_error(source, Recipe, exc)) from None
+    if not recipe.name:
+        raise RecipeError(f"{source}: name: required when the recipe has no file name")
+    recipe.competition = resolve_competition(recipe.competition, source)
+    from .models import check_model  # torch-heavy: imported only once a recipe is otherwise valid
+
+    try:
+        check_model(recipe.model.arch, recipe.model.params)
+    except RecipeError as exc:
+        raise RecipeError(f"{source}: {exc}") from None
+    return recipe

@@ -1,0 +1,79 @@
+"""Shared pieces for kit's pydantic schemas: strict models and one-line validation errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+
+class Strict(BaseModel):
+    """A schema section: unknown keys are errors, values are checked on assignment too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+def _field_model(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """The schema class that sits at `loc` inside `model` (for listing its allowed keys)."""
+    import typing
+
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int) or current is None:
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = current.model_fields.get(part)
+        if field is None:
+            return None
+        current = None
+        candidates = [field.annotation]
+        while candidates:
+            annotation = candidates.pop()
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                current = annotation
+                break
+            candidates.extend(typing.get_args(annotation))
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _describe(model: type[BaseModel], error: dict) -> str:
+    loc = tuple(error["loc"])
+    # pydantic puts the name of the union branch it tried into loc ('int', 'str', 'function-after'...);
+    # users never wrote those, so drop them from the path.
+    shown = [str(p) for p in loc if not (isinstance(p, str) and (p in _BRANCH_NAMES or "[" in p))]
+    path = ".".join(shown) or "(top level)"
+    kind = error["type"]
+    given = error.get("input")
+    if kind == "extra_forbidden":
+        parent = _field_model(model, loc[:-1])
+        allowed = ", ".join(parent.model_fields) if parent else "see the docs"
+        return f"{path}: unknown key; allowed keys here: {allowed}"
+    if kind == "missing":
+        return f"{path}: required, but missing"
+    if kind == "literal_error":
+        expected = error.get("ctx", {}).get("expected", "")
+        expected = expected.replace("'", "").replace(" or ", ", ")
+        return f"{path}: {given!r} is not one of {expected}"
+    return f"{path}: {error['msg'][0].lower() + error['msg'][1:]} (got {given!r})"
+
+
+_BRANCH_NAMES = {"int", "str", "float", "bool", "list", "dict", "tuple", "function-after", "function-before",
+                 "function-wrap", "literal", "none", "lax-or-strict", "json-or-python", "constrained-int",
+                 "constrained-float", "is-instance", "union"}
+
+
+def format_validation_error(source: str, model: type[BaseModel], exc: ValidationError, limit: int = 3) -> str:
+    """'recipes/x.yaml: train.optimizer.name: 'adamx' is not one of adam, adamw, ...' on one line."""
+    errors = exc.errors(include_url=False)
+    # a value that fails every branch of a union yields one error per branch; say it once
+    seen, lines = set(), []
+    for error in errors:
+        text = _describe(model, error)
+        key = text.split(":", 1)[0]
+        if key in seen:
+            continue
+        seen.add(key)
+        lines.append(text)
+    more = f" (and {len(lines) - limit} more)" if len(lines) > limit else ""
+    return f"{source}: " + "; ".join(lines[:limit]) + more

@@ -1,0 +1,172 @@
+"""The prediction store: plain files, one folder per model, readable without kit.
+
+    store/<competition>/
+      sample_submission.csv               a copy of the competition's, for writing submissions
+      folds/k5-seed42.csv                 id, label, fold
+      models/<model>/
+        model.json                        manifest: recipe hash, folds hash, data fingerprint, classes, status
+        recipe.yaml                       the resolved recipe
+        metrics.json                      CV metrics, once every fold is done
+        seed<s>/fold<k>/
+          oof.npz                         ids, probs   (the held-out fold's rows)
+          test.npz                        ids, probs   (every test image)
+          history.csv                     per-epoch losses, accuracies, lr, seconds
+          weights.pt                      the best epoch's state dict
+          fold.json                       written last: the fold is done
+
+Every file is written atomically (fileio), so a killed run leaves whole files or none.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import fileio
+from .errors import StoreError, did_you_mean
+from .folds import Folds, read_folds
+
+
+@dataclass
+class Member:
+    """One model's predictions, assembled across its folds (and averaged over its seeds)."""
+
+    name: str
+    manifest: dict
+    oof: np.ndarray  # rows in the folds' id order x classes
+    test: np.ndarray  # rows in test_ids order x classes
+    test_ids: np.ndarray
+
+    @property
+    def classes(self) -> list[str]:
+        return self.manifest["classes"]
+
+
+class Store:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    # ---- layout
+    def competition_dir(self, competition: str) -> Path:
+        return self.root / competition
+
+    def model_dir(self, competition: str, model: str) -> Path:
+        return self.root / competition / "models" / model
+
+    def fold_dir(self, competition: str, model: str, seed: int, fold: int) -> Path:
+        return self.model_dir(competition, model) / f"seed{seed}" / f"fold{fold}"
+
+    def sample_submission(self, competition: str) -> Path:
+        return self.competition_dir(competition) / "sample_submission.csv"
+
+    def keep_sample_submission(self, competition: str, source: Path) -> None:
+        """A copy of the competition's sample submission, so that blending needs nothing but the store."""
+        target = self.sample_submission(competition)
+        data = Path(source).read_bytes()
+        if not target.is_file() or target.read_bytes() != data:
+            fileio.write_bytes(target, data)
+
+    # ---- listing
+    def competitions(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / "models").is_dir())
+
+    def model_names(self, competition: str) -> list[str]:
+        models = self.competition_dir(competition) / "models"
+        if not models.is_dir():
+            return []
+        return sorted(p.name for p in models.iterdir() if (p / "model.json").is_file())
+
+    def manifest(self, competition: str, model: str) -> dict:
+        path = self.model_dir(competition, model) / "model.json"
+        if not path.is_file():
+            known = self.model_names(competition)
+            raise StoreError(f"{self.root}: no model '{model}' in competition '{competition}'"
+                             f"{did_you_mean(model, known)}; models: {', '.join(known) or 'none yet (run kit train)'}")
+        return read_json(path)
+
+    def is_fold_done(self, competition: str, model: str, seed: int, fold: int) -> bool:
+        d = self.fold_dir(competition, model, seed, fold)
+        return all((d / f).is_file() for f in ("fold.json", "oof.npz", "test.npz"))
+
+    def pick_competition(self, competition: str | None) -> str:
+        """The competition asked for, or the only one the store holds."""
+        known = self.competitions()
+        if competition:
+            if competition not in known:
+                raise StoreError(f"{self.root}: no competition '{competition}'{did_you_mean(competition, known)}; "
+                                 f"the store holds: {', '.join(known) or 'nothing yet (run kit train)'}")
+            return competition
+        if len(known) == 1:
+            return known[0]
+        if not known:
+            raise StoreError(f"{self.root}: the store is empty; train a model first (kit train RECIPE)")
+        raise StoreError(f"{self.root}: the store holds several competitions ({', '.join(known)}); "
+                         f"choose one with --competition")
+
+    # ---- reading predictions
+    def folds(self, manifest: dict) -> Folds:
+        return read_folds(self.competition_dir(manifest["competition"]) / manifest["folds_file"])
+
+    def load_member(self, competition: str, model: str) -> Member:
+        """A finished model's OOF (aligned to its folds' ids) and test probabilities, averaged over seeds."""
+        manifest = self.manifest(competition, model)
+        if manifest.get("status") != "complete":
+            raise StoreError(f"{self.model_dir(competition, model)}: model '{model}' is not finished "
+                             f"(status {manifest.get('status')!r}); run kit train on its recipe again to finish it")
+        return self.assemble(manifest)
+
+    def assemble(self, manifest: dict, seeds: list[int] | None = None) -> Member:
+        """Stitch a model's per-fold files together (all its seeds averaged, or just `seeds`)."""
+        competition, model = manifest["competition"], manifest["name"]
+        folds = self.folds(manifest)
+        if folds.hash != manifest["folds_hash"]:
+            raise StoreError(f"{folds.path}: the folds changed since '{model}' was trained "
+                             f"(hash {folds.hash}, model recorded {manifest['folds_hash']})")
+        row_of = {id_: i for i, id_ in enumerate(folds.ids)}
+        n_classes = len(manifest["classes"])
+        oof_runs, test_runs, test_ids = [], [], None
+        for seed in seeds or manifest["seeds"]:
+            oof = np.full((len(folds.ids), n_classes), np.nan, dtype=np.float32)
+            for k in range(folds.n_folds):
+                d = self.fold_dir(competition, model, seed, k)
+                fold_oof = read_npz(d / "oof.npz", ("ids", "probs"))
+                fold_test = read_npz(d / "test.npz", ("ids", "probs"))
+                rows = [row_of.get(i, -1) for i in fold_oof["ids"]]
+                expected = set(np.flatnonzero(folds.fold == k))
+                if -1 in rows or set(rows) != expected or fold_oof["probs"].shape != (len(rows), n_classes):
+                    raise StoreError(f"{d / 'oof.npz'}: its rows are not fold {k}'s held-out images; retrain with --force")
+                oof[rows] = fold_oof["probs"]
+                if test_ids is None:
+                    test_ids = fold_test["ids"]
+                elif not np.array_equal(test_ids, fold_test["ids"]):
+                    raise StoreError(f"{d / 'test.npz'}: its test ids differ from fold 0's; retrain with --force")
+                test_runs.append(fold_test["probs"])
+            oof_runs.append(oof)
+        return Member(name=model, manifest=manifest, oof=np.mean(oof_runs, axis=0),
+                      test=np.mean(test_runs, axis=0), test_ids=test_ids)
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"{path}: damaged or unreadable ({type(exc).__name__}); retrain the model with --force") from None
+
+
+def read_npz(path: Path, keys: tuple[str, ...]) -> dict:
+    if not path.is_file():
+        raise StoreError(f"{path}: missing; retrain the model with --force (or run kit train again to fill the gap)")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in keys}
+    except Exception as exc:  # zip, pickle, key and shape errors all mean the same thing here
+        raise StoreError(f"{path}: damaged ({type(exc).__name__}: {exc}); retrain the model with --force") from None
+
+
+def write_manifest(path: Path, manifest: dict) -> None:
+    fileio.write_json(path, manifest)

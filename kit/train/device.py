@@ -1,0 +1,46 @@
+"""The device and the numeric settings that come with it.
+
+On CUDA: bf16 autocast where the GPU supports it (else fp16 with a grad scaler), channels_last
+memory format and TF32 matmuls. On the CPU: plain fp32, which is what CPUs are fast at.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class DeviceSettings:
+    device: torch.device
+    amp_dtype: torch.dtype | None  # None: no autocast
+    channels_last: bool
+
+    @property
+    def uses_grad_scaler(self) -> bool:
+        return self.amp_dtype == torch.float16
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def to_device(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
+
+
+def pick_device(name: str = "auto") -> DeviceSettings:
+    """'auto' takes CUDA when present; 'cpu' or 'cuda[:i]' force one."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+        amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return DeviceSettings(device, amp, channels_last=True)
+    return DeviceSettings(device, None, channels_last=False)

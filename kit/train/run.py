@@ -1,0 +1,175 @@
+"""`kit train`: one recipe, every fold (and seed), out-of-fold and test predictions into the store.
+
+A fold that is finished in the store is never trained again unless asked (--force): rerunning
+a recipe after a crash only trains what is missing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from .. import __version__, fileio
+from ..competition import CompetitionData, load_competition
+from ..errors import StoreError
+from ..folds import Folds, load_or_make_folds
+from ..models import build_model
+from ..progress import SILENT, Reporter
+from ..recipe import Recipe
+from ..report import classification_metrics
+from ..store import Store, read_json
+from .batches import ArrayBatches, Normalizer
+from .device import DeviceSettings, pick_device
+from .loop import fit, predict_proba
+
+
+@dataclass
+class TrainSummary:
+    model: str
+    competition: str
+    model_dir: Path
+    folds_trained: int
+    folds_skipped: int
+    cv: dict  # classification_metrics of the (seed-averaged) out-of-fold predictions
+    seconds: float
+
+
+def train_recipe(recipe: Recipe, store: Store, reporter: Reporter = SILENT, force: bool = False,
+                 device: str = "auto") -> TrainSummary:
+    started = time.perf_counter()
+    data = load_competition(recipe.competition_spec)
+    folds = load_or_make_folds(store.competition_dir(data.name), data.train_ids, data.train_labels, data.classes,
+                               recipe.cv.folds, recipe.cv.seed)
+    store.keep_sample_submission(data.name, data.sample_submission)
+    model_dir = store.model_dir(data.name, recipe.name)
+    manifest = _manifest(recipe, data, folds, store)
+    _check_existing(model_dir, manifest, force)
+    if force and model_dir.exists():
+        shutil.rmtree(model_dir)
+    fileio.write_text(model_dir / "recipe.yaml", yaml.safe_dump(recipe.resolved(), sort_keys=False))
+    fileio.write_json(model_dir / "model.json", manifest)
+
+    settings = pick_device(device)
+    normalizer = Normalizer.from_images(data.train_images, recipe.image_size)
+    todo = [(s, k) for s in recipe.train.seeds for k in range(folds.n_folds)
+            if not store.is_fold_done(data.name, recipe.name, s, k)]
+    done = len(recipe.train.seeds) * folds.n_folds - len(todo)
+    if done:
+        reporter.message(f"{recipe.name}: {done} of {done + len(todo)} (seed, fold) runs already in the store, "
+                         f"skipped (--force retrains them)")
+    reporter.start("train", f"{recipe.name}", total=len(todo) * recipe.train.epochs)
+    try:
+        for seed, k in todo:
+            reporter.advance("train", 0, description=f"{recipe.name} seed {seed} fold {k} of {folds.n_folds}")
+            record = train_fold(recipe, data, folds, k, seed, normalizer, settings,
+                                store.fold_dir(data.name, recipe.name, seed, k), reporter)
+            _report_fold(reporter, recipe.name, seed, k, folds.n_folds, record)
+    finally:
+        reporter.finish("train")
+
+    member = store.assemble(manifest)
+    labels = data.train_labels  # the folds' ids are the training ids, in order
+    cv = classification_metrics(labels, member.oof, data.classes)
+    per_seed = {}
+    for seed in recipe.train.seeds:
+        oof = store.assemble(manifest, seeds=[seed]).oof
+        per_seed[str(seed)] = {k: v for k, v in classification_metrics(labels, oof, data.classes).items()
+                               if k in ("accuracy", "log_loss", "macro_f1")}
+    fileio.write_json(model_dir / "metrics.json", {"cv": cv, "per_seed": per_seed})
+    manifest.update(status="complete", finished=_now(),
+                    cv={k: cv[k] for k in ("accuracy", "log_loss", "macro_f1")})
+    fileio.write_json(model_dir / "model.json", manifest)
+    return TrainSummary(model=recipe.name, competition=data.name, model_dir=model_dir,
+                        folds_trained=len(todo), folds_skipped=done,
+                        cv=cv, seconds=time.perf_counter() - started)
+
+
+def train_fold(recipe: Recipe, data: CompetitionData, folds: Folds, k: int, seed: int, normalizer: Normalizer,
+               settings: DeviceSettings, fold_dir: Path, reporter: Reporter = SILENT) -> dict:
+    """Train one fold, write its predictions, history and weights; fold.json last, as the 'done' mark."""
+    run_seed = seed * 1000 + k  # every (seed, fold) starts from its own, reproducible state
+    torch.manual_seed(run_seed)
+    train_idx, val_idx = folds.split(k)
+    size = recipe.image_size or data.image_size[0]
+    model = build_model(recipe.model, data.num_classes, data.channels, size)
+    cfg = recipe.train
+    train_batches = ArrayBatches(data.train_images, data.train_labels, train_idx, cfg.batch_size, normalizer,
+                                 shuffle=True, seed=run_seed, drop_last=True)
+    val_batches = ArrayBatches(data.train_images, data.train_labels, val_idx, recipe.predict.batch_size, normalizer)
+    test_batches = ArrayBatches(data.test_images, None, np.arange(len(data.test_ids)), recipe.predict.batch_size,
+                                normalizer)
+    started = time.perf_counter()
+    result = fit(model, train_batches, val_batches, cfg, settings, reporter, progress_key="train")
+    oof = predict_proba(model, val_batches, settings)
+    test = predict_proba(model, test_batches, settings)
+
+    fileio.write_npz(fold_dir / "oof.npz", ids=data.train_ids[val_idx], probs=oof)
+    fileio.write_npz(fold_dir / "test.npz", ids=data.test_ids, probs=test)
+    fileio.write_csv(fold_dir / "history.csv", pd.DataFrame(result.history))
+    buffer = io.BytesIO()
+    torch.save({k_: v.cpu() for k_, v in model.state_dict().items()}, buffer)
+    fileio.write_bytes(fold_dir / "weights.pt", buffer.getvalue())
+    record = {"seed": seed, "fold": k, "best_epoch": result.best_epoch + 1, "val_loss": result.best["val_loss"],
+              "val_acc": result.best["val_acc"], "train_rows": len(train_idx), "val_rows": len(val_idx),
+              "seconds": time.perf_counter() - started, "device": str(settings.device), "history": result.history}
+    fileio.write_json(fold_dir / "fold.json", record)
+    return record
+
+
+def _manifest(recipe: Recipe, data: CompetitionData, folds: Folds, store: Store) -> dict:
+    return {
+        "name": recipe.name,
+        "competition": data.name,
+        "arch": recipe.model.arch,
+        "status": "training",
+        "recipe_hash": recipe.hash,
+        "data_fingerprint": data.fingerprint,
+        "folds_file": str(folds.path.relative_to(store.competition_dir(data.name))),
+        "folds_hash": folds.hash,
+        "n_folds": folds.n_folds,
+        "seeds": recipe.train.seeds,
+        "classes": data.classes,
+        "test_ids_hash": fileio.array_hash(data.test_ids),
+        "image_size": recipe.image_size or data.image_size[0],
+        "tta": "none",
+        "kit_version": __version__,
+        "created": _now(),
+    }
+
+
+def _check_existing(model_dir: Path, manifest: dict, force: bool) -> None:
+    """Refuse to mix folds of a changed recipe, changed data or changed folds under one name."""
+    path = model_dir / "model.json"
+    if force or not path.is_file():
+        return
+    old = read_json(path)
+    for key, what in (("recipe_hash", "the recipe"), ("data_fingerprint", "the competition's data"),
+                      ("folds_hash", "the folds")):
+        if old.get(key) != manifest[key]:
+            raise StoreError(f"{path}: {what} changed since model '{manifest['name']}' was trained "
+                             f"({old.get(key)} -> {manifest[key]}); rename the model or retrain it with --force")
+    manifest["created"] = old.get("created", manifest["created"])
+
+
+def _report_fold(reporter: Reporter, name: str, seed: int, k: int, n_folds: int, record: dict) -> None:
+    columns = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
+    history, best = record["history"], record["best_epoch"] - 1
+    # long runs: the first epochs, every few, the best and the last (the full history is in history.csv)
+    step = max(1, len(history) // 6)
+    shown = [i for i in range(len(history)) if i < 2 or i % step == step - 1 or i in (best, len(history) - 1)]
+    rows = [[round(history[i][c], 4) if c != "lr" else history[i][c] for c in columns] for i in shown]
+    reporter.table(f"{name} · seed {seed} · fold {k} of {n_folds} · best epoch {best + 1}",
+                   columns, rows, highlight=shown.index(best))
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,72 @@
+import pytest
+
+from kit.errors import RecipeError
+from kit.recipe import load_recipe, recipe_from_dict
+from tests.conftest import TINY, write_recipe
+
+
+def test_valid_recipe_defaults_its_name_to_the_file_stem(workdir):
+    recipe = load_recipe(write_recipe(workdir / "recipes", "my_cnn"))
+    assert recipe.name == "my_cnn"
+    assert recipe.competition_spec.name == "digits"
+    assert recipe.train.seeds == [0]
+    assert recipe.train.optimizer.name == "adam"
+    assert recipe.cv.folds == 2
+
+
+def test_unknown_key_names_file_path_and_allowed_keys(workdir):
+    path = write_recipe(workdir / "recipes", "typo", train__optimizr={"name": "sgd"})
+    with pytest.raises(RecipeError) as err:
+        load_recipe(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: train.optimizr: unknown key")
+    assert "epochs" in message and "optimizer" in message and "label_smoothing" in message
+    assert "\n" not in message
+
+
+def test_bad_choice_lists_the_choices(workdir):
+    path = write_recipe(workdir / "recipes", "bad", train__optimizer={"name": "adamx"})
+    with pytest.raises(RecipeError, match=r"train\.optimizer\.name: 'adamx' is not one of sgd, adam, adamw, adamax, rmsprop"):
+        load_recipe(path)
+
+
+@pytest.mark.parametrize("changes, fragment", [
+    ({"train__epochs": -1}, "train.epochs: input should be greater than 0"),
+    ({"train__epochs": "ten"}, "train.epochs: input should be a valid integer"),
+    ({"cv__folds": 1}, "cv.folds: input should be greater than or equal to 2"),
+    ({"train__seed": [1, 1]}, "train.seed: value error, a list of seeds must be non-empty and without repeats"),
+    ({"image_size": 0}, "image_size: input should be greater than 0"),
+])
+def test_wrong_values_are_named(workdir, changes, fragment):
+    with pytest.raises(RecipeError, match=fragment.replace(".", r"\.")):
+        load_recipe(write_recipe(workdir / "recipes", "bad", **changes))
+
+
+def test_missing_required_field():
+    data = {k: v for k, v in TINY.items() if k != "model"}
+    with pytest.raises(RecipeError, match="x.yaml: model: required, but missing"):
+        recipe_from_dict(data, source="x.yaml", default_name="x")
+
+
+def test_missing_file_and_bad_yaml(workdir):
+    with pytest.raises(RecipeError, match="nope.yaml: no such recipe file"):
+        load_recipe(workdir / "nope.yaml")
+    bad = workdir / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(RecipeError, match="bad.yaml: not valid YAML"):
+        load_recipe(bad)
+    bad.write_text("- a list\n")
+    with pytest.raises(RecipeError, match="expected a mapping of recipe fields, got list"):
+        load_recipe(bad)
+
+
+def test_unknown_competition_suggests_the_builtin(workdir):
+    with pytest.raises(RecipeError, match="'digit' is neither a built-in competition .*did you mean 'digits'"):
+        load_recipe(write_recipe(workdir / "recipes", "x", competition="digit"))
+
+
+def test_recipe_hash_ignores_name_but_not_training(workdir):
+    a = load_recipe(write_recipe(workdir / "recipes", "a"))
+    b = load_recipe(write_recipe(workdir / "recipes", "b"))
+    c = load_recipe(write_recipe(workdir / "recipes", "c", train__epochs=2))
+    assert a.hash == b.hash != c.hash
