@@ -82,7 +82,7 @@ def train(
                       f"{s.folds_trained} folds trained, {s.folds_skipped} skipped, {s.seconds:.1f} s")
     if len(summaries) > 1:
         console.print(make_table("trained", ["model", "accuracy", "log_loss", "macro_f1", "seconds"],
-                                 [[s.model, s.cv["accuracy"], s.cv["log_loss"], s.cv["macro_f1"], round(s.seconds, 1)]
+                                 [[s.model, s.cv["accuracy"], s.cv["log_loss"], s.cv["macro_f1"], s.seconds]
                                   for s in summaries]))
 
 
@@ -116,7 +116,7 @@ def blend(
 def _print_blend(result) -> None:
     rows = [[name, "member", m["accuracy"], m["log_loss"], m["macro_f1"], ""] for name, m in result.member_metrics.items()]
     rows += [[f"blend:{name}", "blend (nested CV)" if name == "lgbm" else "blend", m["accuracy"], m["log_loss"],
-              m["macro_f1"], round(result.fit_seconds[name], 2)] for name, m in result.blender_metrics.items()]
+              m["macro_f1"], result.fit_seconds[name]] for name, m in result.blender_metrics.items()]
     highlight = len(result.member_metrics) + list(result.blender_metrics).index(result.method)
     console.print(make_table(f"{result.competition}: out-of-fold scores", ["model", "kind", "accuracy", "log_loss",
                                                                           "macro_f1", "fit s"], rows, highlight))

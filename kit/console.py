@@ -14,8 +14,13 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def fmt(value) -> str:
+SECONDS_COLUMNS = {"seconds", "fit s", "s/epoch", "wall s"}
+
+
+def fmt(value, column: str = "") -> str:
     if isinstance(value, float):
+        if column in SECONDS_COLUMNS:
+            return f"{value:.2f}"
         return f"{value:.4f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
     return str(value)
 
@@ -26,7 +31,7 @@ def make_table(title: str | None, columns: list[str], rows: list[list], highligh
         first_is_name = i == 0 and rows and isinstance(rows[0][0], str)
         table.add_column(c, justify="left" if first_is_name else "right", no_wrap=bool(first_is_name))
     for i, row in enumerate(rows):
-        table.add_row(*[fmt(v) for v in row], style="bold green" if i == highlight else None)
+        table.add_row(*[fmt(v, c) for v, c in zip(row, columns)], style="bold green" if i == highlight else None)
     return table
 
 
