@@ -96,7 +96,8 @@ def blend(
              "comma-separated, or all (the best by --metric is written). Default: soft, or weighted with --weights.",
         show_default=False)] = None,
     metric: Annotated[str, typer.Option(
-        help="What ranks members (--min-cv, --top) and picks the best blender: accuracy, log_loss or macro_f1.")
+        help="accuracy, log_loss or macro_f1: what ranks members (--min-cv, --top), what Caruana's selection "
+             "optimises (unless -p caruana.metric=...) and what picks the best blender.")
     ] = "accuracy",
     min_cv: Annotated[Optional[float], typer.Option(
         "--min-cv", help="Keep members whose OOF --metric is at least this (at most, for log_loss).")] = None,

@@ -101,6 +101,8 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
     kept, dropped = filter_by_score({n: v[metric] for n, v in all_metrics.items()}, metric, min_cv, top)
     members = [m for m in members if m.name in kept]
     member_metrics = {n: all_metrics[n] for n in kept}
+    if "caruana" in methods:  # the selection optimises the metric the run is judged by, unless told otherwise
+        params.setdefault("caruana", {}).setdefault("metric", metric)
     if weights is not None:
         if "weighted" not in methods:
             raise BlendError("--weights: they are the weighted vote's; add --method weighted")
