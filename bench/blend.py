@@ -33,6 +33,7 @@ from sklearn.ensemble import StackingClassifier  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.model_selection import PredefinedSplit, cross_val_predict  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 
 from kit.blend import blend  # noqa: E402
 from kit.blend.stacking import stack_features  # noqa: E402
@@ -66,7 +67,8 @@ def sklearn_stacking_oof(P: np.ndarray, y: np.ndarray, fold: np.ndarray) -> tupl
     stack = StackingClassifier([(f"m{i}", GivenPredictions(i, n_classes)) for i in range(n_members)],
                                final_estimator=LogisticRegression(), stack_method="predict_proba")
     started = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
+    # one BLAS/OpenMP thread, as kit's logreg stacker runs: on a shared machine more threads spin
+    with threadpool_limits(1), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         oof = cross_val_predict(stack, stack_features(P), y, cv=PredefinedSplit(fold), method="predict_proba")
     not_converged = sum(issubclass(w.category, ConvergenceWarning) for w in caught)

@@ -52,6 +52,8 @@ def _tree(folder):
     (["--min-cv", "0.99"], "--min-cv 0.99: keeps no member; the best accuracy is"),
     (["--top", "0"], "--top: expected a positive number"),
     (["--pick", "lgbm"], "--pick: 'lgbm' is not among the blenders asked for (soft)"),
+    (["--method", "all", "--pick", "weighted"], "--pick: blend:weighted was not fitted: it needs weights"),
+    (["--method", ","], "--method: expected a blender's name"),
     (["--metric", "auc"], "--metric: 'auc' is not one of accuracy, log_loss, macro_f1"),
     (["--method", "caruana", "-p", "caruana.metric=f1"], "caruana.metric: 'f1' is not one of"),
 ])

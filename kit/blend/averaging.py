@@ -5,32 +5,26 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
-from .base import Blender, check_weights, normalize_rows
+from .base import Blender, normalize_rows
 from .registry import register_blender
+from .voting import SoftVote
 
 
 @register_blender("geomean")
-class GeometricMean(Blender):
+class GeometricMean(SoftVote):
     """(Weighted) geometric mean of the members' probabilities, renormalised per row: a class needs
-    every member's support, so one confident dissenter pulls it down more than in the soft vote."""
+    every member's support, so one confident dissenter pulls it down more than in the soft vote.
+    Weights are checked and described as the soft vote's."""
 
     def __init__(self, weights: list[float] | None = None, eps: float = 1e-7):
         self.weights = weights
         self.eps = eps
-
-    def fit(self, P, y):
-        super().fit(P, y)
-        self.weights_ = check_weights(self.weights, len(P), f"{self.method_name}.weights")
-        return self
 
     def predict_proba(self, P):
         self._check_fitted(P)
         log_p = np.tensordot(self.weights_, np.log(np.clip(P, self.eps, 1.0)), axes=1)
         # subtract the row max before exp so that tiny probabilities do not underflow to 0/0
         return normalize_rows(np.exp(log_p - log_p.max(1, keepdims=True)))
-
-    def describe(self):
-        return {"weights": self.weights_.round(6).tolist()}
 
 
 @register_blender("rank")

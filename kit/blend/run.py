@@ -82,6 +82,8 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
     competition = store.pick_competition(competition)
     check_metric(metric)
     methods = list_blenders() if method == "all" else [m.strip() for m in method.split(",") if m.strip()]
+    if not methods:
+        raise BlendError(f"--method: expected a blender's name, several comma-separated, or all; got '{method}'")
     for name in methods:
         blender_class(name)  # an unknown name fails before any reading
     if isinstance(params, (list, tuple)):
@@ -108,28 +110,13 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
             raise BlendError("--weights: they are the weighted vote's; add --method weighted")
         params.setdefault("weighted", {})["weights"] = resolve_weights(weights, kept)
     blenders, skipped = build_blenders(methods, params, explicit=method != "all")
+    if pick is not None and pick not in blenders:
+        raise BlendError(f"--pick: blend:{pick} was not fitted: it {skipped[pick]}")
 
     P_oof = np.stack([m.oof for m in members])
     P_test = np.stack([m.test for m in members])
-    steps = {name: folds.n_folds + 1 if b.learns else 1 for name, b in blenders.items()}
-    blender_metrics, fit_seconds, cv_seconds, fitted, oof = {}, {}, {}, {}, {}
-    reporter.start("blend", f"blending {len(members)} members", total=sum(steps.values()))
-    try:
-        for name, blender in blenders.items():
-            reporter.advance("blend", 0, description=f"blending {len(members)} members: {name}")
-            started = time.perf_counter()
-            fitted[name] = clone(blender).fit(P_oof, y)
-            fit_seconds[name] = time.perf_counter() - started
-            reporter.advance("blend")
-            started = time.perf_counter()
-            if blender.learns:
-                oof[name] = cross_val_proba(blender, P_oof, y, folds.fold, on_fold=lambda: reporter.advance("blend"))
-            else:
-                oof[name] = fitted[name].predict_proba(P_oof)
-            cv_seconds[name] = time.perf_counter() - started
-            blender_metrics[name] = classification_metrics(y, oof[name], classes)
-    finally:
-        reporter.finish("blend")
+    fitted, oof, fit_seconds, cv_seconds = fit_and_score(blenders, P_oof, y, folds.fold, reporter)
+    blender_metrics = {name: classification_metrics(y, probs, classes) for name, probs in oof.items()}
 
     best = pick or best_blender(blender_metrics, metric)
     test_probs = fitted[best].predict_proba(P_test)
@@ -150,6 +137,32 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
     result.report = report
     result.report_files = write_report(report_dir(out), report)
     return result
+
+
+def fit_and_score(blenders: dict[str, Blender], P: np.ndarray, y: np.ndarray, fold: np.ndarray,
+                  reporter: Reporter = SILENT) -> tuple[dict, dict, dict, dict]:
+    """Each blender fitted on every OOF row, and its OOF probabilities: from nested CV when it
+    learns, else from that fit. -> (fitted, oof probabilities, fit seconds, scoring seconds)."""
+    fitted, oof, fit_seconds, cv_seconds = {}, {}, {}, {}
+    n_folds = len(np.unique(fold))
+    reporter.start("blend", f"blending {len(P)} members",
+                   total=sum(n_folds + 1 if b.learns else 1 for b in blenders.values()))
+    try:
+        for name, blender in blenders.items():
+            reporter.advance("blend", 0, description=f"blending {len(P)} members: {name}")
+            started = time.perf_counter()
+            fitted[name] = clone(blender).fit(P, y)
+            fit_seconds[name] = time.perf_counter() - started
+            reporter.advance("blend")
+            started = time.perf_counter()
+            if blender.learns:
+                oof[name] = cross_val_proba(blender, P, y, fold, on_fold=lambda: reporter.advance("blend"))
+            else:
+                oof[name] = fitted[name].predict_proba(P)
+            cv_seconds[name] = time.perf_counter() - started
+    finally:
+        reporter.finish("blend")
+    return fitted, oof, fit_seconds, cv_seconds
 
 
 def build_blenders(methods: list[str], params: dict[str, dict], explicit: bool) -> tuple[dict, dict]:

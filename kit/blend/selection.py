@@ -85,39 +85,54 @@ def greedy_selection(P: np.ndarray, y: np.ndarray, metric: str, iterations: int,
     rows = np.arange(n_rows)
     q = P[:, rows, y].astype(np.float64)  # each member's probability of the true class
     higher = METRICS[metric]
+    # classes x rows layout: the argmax over classes becomes a few passes over contiguous rows,
+    # 4x faster than numpy's argmax over a short last axis
+    by_class = np.ascontiguousarray(P.transpose(0, 2, 1)) if metric != "log_loss" else None
+    total = np.zeros((n_classes, n_rows), dtype=P.dtype)  # the chosen members' summed probabilities
+    total_q = np.zeros(n_rows)  # ... of the true class, in float64 for the log loss
+    candidates = np.empty_like(by_class) if by_class is not None else None  # reused at every step
 
-    def candidate_keys(total: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """(primary score, log loss) of adding each member to the ensemble whose summed probs are `total`."""
-        loss = log_loss_of((total[rows, y] + q) / (size + 1))
+    def candidate_keys(size: int) -> tuple[np.ndarray, np.ndarray]:
+        """(primary score, log loss) of adding each member to the current ensemble of `size`."""
+        loss = log_loss_of((total_q + q) / (size + 1))
         if metric == "log_loss":
             return loss, loss
-        pred = (P + total[None].astype(P.dtype)).argmax(2)  # the scale does not change the argmax
+        pred = argmax_over_classes(np.add(by_class, total, out=candidates))  # the scale does not change it
         primary = accuracy_of(y, pred) if metric == "accuracy" else macro_f1_of(y, pred, n_classes)
         return primary, loss
 
     def order(primary: np.ndarray, loss: np.ndarray) -> np.ndarray:
         return np.lexsort((np.arange(len(primary)), loss, -primary if higher else primary))
 
-    total = np.zeros((n_rows, n_classes), dtype=np.float64)
-    primary, loss = candidate_keys(total, 0)  # every member alone
-    chosen = list(order(primary, loss)[:init_size])
-    for m in chosen:
-        total += P[m]
-    path = [_ensemble_score(metric, y, total, len(chosen), rows)]
+    def add(m: int) -> None:
+        chosen.append(m)
+        total[:] += P[m].T
+        total_q[:] += q[m]
+
+    chosen: list[int] = []
+    for m in order(*candidate_keys(0))[:init_size]:  # sorted initialisation: the best members alone
+        add(int(m))
+    n_init = len(chosen)
+    if metric == "log_loss":
+        path = [float(log_loss_of(total_q / n_init))]
+    else:
+        pred = argmax_over_classes(total)
+        path = [float(accuracy_of(y, pred) if metric == "accuracy" else macro_f1_of(y, pred[None], n_classes)[0])]
     for _ in range(iterations):
-        primary, loss = candidate_keys(total, len(chosen))
+        primary, loss = candidate_keys(len(chosen))
         best = int(order(primary, loss)[0])
-        chosen.append(best)
-        total += P[best]
+        add(best)
         path.append(float(primary[best]))
     scores = np.asarray(path) if higher else -np.asarray(path)
     # the first ensemble within rounding of the best: adding a member that changes nothing is no gain
-    keep = init_size + int(np.flatnonzero(scores >= scores.max() - 1e-12)[0])
+    keep = n_init + int(np.flatnonzero(scores >= scores.max() - 1e-12)[0])
     return np.bincount(chosen[:keep], minlength=n_members), path
 
 
-def _ensemble_score(metric: str, y: np.ndarray, total: np.ndarray, size: int, rows: np.ndarray) -> float:
-    if metric == "log_loss":
-        return float(log_loss_of(total[rows, y] / size))
-    pred = total.argmax(1)
-    return float(accuracy_of(y, pred) if metric == "accuracy" else macro_f1_of(y, pred[None], total.shape[1])[0])
+def argmax_over_classes(a: np.ndarray) -> np.ndarray:
+    """np.argmax over axis -2 of (..., classes, rows), the lowest class on ties, in contiguous passes:
+    the max over classes, then the lowest class reaching it (coded in reverse so that max finds it)."""
+    n_classes = a.shape[-2]
+    reverse = np.arange(n_classes - 1, -1, -1, dtype=np.min_scalar_type(n_classes))[:, None]
+    at_max = a == a.max(-2, keepdims=True)
+    return (n_classes - 1) - np.multiply(at_max, reverse).max(-2).astype(np.intp)
