@@ -116,12 +116,14 @@ class LGBMStacker(Stacker):
     agreement), kept small: the OOF set is the whole training set. class_weight='balanced'
     reweights rows inversely to their class frequency, for imbalanced competitions.
 
+    Each tree sees half the rows and half the features (subsample, colsample_bytree): on the
+    benchmark's 40,000 rows that halved the fit time of 0.8/0.8 for 0.0014 of held-out accuracy.
     On 1,000 rows or more, it stops early on a held-out tenth of them. One thread by default:
     LightGBM's OpenMP threads spin while waiting, and on cores shared with other work two threads
     ran 15x slower than one (measured on a busy 2-core machine); use -p lgbm.n_jobs=8 on your own."""
 
     def __init__(self, n_estimators: int = 300, learning_rate: float = 0.1, num_leaves: int = 15,
-                 min_child_samples: int = 10, subsample: float = 0.8, colsample_bytree: float = 0.8,
+                 min_child_samples: int = 10, subsample: float = 0.5, colsample_bytree: float = 0.5,
                  reg_lambda: float = 1.0, max_bin: int = 63, early_stopping_rounds: int = 20,
                  validation_fraction: float = 0.1, meta: bool = False, class_weight: str | None = None,
                  random_state: int = 0, n_jobs: int = 1):
