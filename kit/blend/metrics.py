@@ -22,11 +22,6 @@ def check_metric(metric: str, field: str = "--metric") -> str:
     return metric
 
 
-def better(metric: str, a: float, b: float) -> bool:
-    """Is score `a` strictly better than `b` on `metric`?"""
-    return a > b if METRICS[metric] else a < b
-
-
 def accuracy_of(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """pred: (..., rows) labels -> (...) accuracies."""
     return (pred == y).mean(-1)

@@ -15,7 +15,7 @@ from ..errors import BlendError
 from .base import Blender, normalize_rows
 from .registry import register_blender
 
-EPS = 1e-7
+EPS = 1e-7  # log-probability features: clipped at log(1e-7) = -16, not -34, so no member's zero dominates
 EARLY_STOPPING_MIN_ROWS = 1_000  # below this a tenth of the rows is too few to judge by
 
 
