@@ -91,48 +91,70 @@ def train(
 def blend(
     models: Annotated[Optional[list[str]], typer.Option(
         "--models", "-m", help="Members by name or glob (repeatable); default: every finished model.")] = None,
-    method: Annotated[str, typer.Option(
-        help="Blender: soft, hard, lgbm; several comma-separated, or all (the best by --metric is written).")] = "soft",
-    metric: Annotated[str, typer.Option(help="What picks the best blender: accuracy, log_loss or macro_f1.")] = "accuracy",
+    method: Annotated[Optional[str], typer.Option(
+        help="Blender: soft, hard, weighted, geomean, rank, optimized, caruana, logreg, lgbm; several "
+             "comma-separated, or all (the best by --metric is written). Default: soft, or weighted with --weights.",
+        show_default=False)] = None,
+    metric: Annotated[str, typer.Option(
+        help="accuracy, log_loss or macro_f1: what ranks members (--min-cv, --top), what Caruana's selection "
+             "optimises (unless -p caruana.metric=...) and what picks the best blender.")
+    ] = "accuracy",
+    min_cv: Annotated[Optional[float], typer.Option(
+        "--min-cv", help="Keep members whose OOF --metric is at least this (at most, for log_loss).")] = None,
+    top: Annotated[Optional[int], typer.Option(help="Keep the N best members by --metric.")] = None,
+    split_seeds: Annotated[bool, typer.Option(
+        "--split-seeds", help="Each seed of a model is its own member (model@s1); default: seeds averaged.")] = False,
+    weights: Annotated[Optional[str], typer.Option(
+        help="The weighted vote's weights: 0.7,0.3 (members in order) or vgg=0.7,resnet=0.3 (others get 0).")] = None,
+    param: Annotated[Optional[list[str]], typer.Option(
+        "--param", "-p", help="A blender parameter, METHOD.KEY=VALUE or KEY=VALUE for every blender that has it "
+                              "(repeatable), e.g. caruana.iterations=200, caruana.metric=accuracy, "
+                              "caruana.n_bags=20, lgbm.meta=true, class_weight=balanced, logreg.C=0.1.")] = None,
+    pick: Annotated[Optional[str], typer.Option(
+        help="Write this blender's submission instead of the best one (with --method all).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Submission path (default submissions/COMPETITION-METHOD.csv).")] = None,
     competition: CompetitionOption = None,
     store: StoreOption = Path("store"),
 ):
-    """Blend models from the store into a submission, with a per-class report beside it.
+    """Blend models from the store into a submission, with a report beside it (SUBMISSION.report/:
+    summary.md, per-class table, confusion matrix, member correlations).
 
-    Reads only the store: no images, no weights. Stackers are scored by cross-validation on the
-    out-of-fold predictions, so every score in the table is honest.
+    Reads only the store: no images, no weights. Blenders that learn (optimized, caruana, logreg,
+    lgbm) are scored by nested cross-validation over the members' folds, so every score in the
+    table comes from rows the blender was not fitted on.
 
-    Example: [bold]kit blend --method all[/bold]   or   [bold]kit blend -m 'vgg*' -m resnet_small --method lgbm[/bold]
+    Example: [bold]kit blend --method all --min-cv 0.9 -p caruana.metric=accuracy[/bold]   or   [bold]kit blend -m 'vgg*' -m resnet_small --weights 0.7,0.3[/bold]
     """
     from .blend import blend as run_blend
     from .console import RichReporter
     from .store import Store
 
-    result = run_blend(Store(store), competition, models, method, metric, out, RichReporter())
+    result = run_blend(Store(store), competition, models, method or ("weighted" if weights else "soft"), metric, out,
+                       RichReporter(), min_cv=min_cv, top=top, split_seeds=split_seeds, params=param or [],
+                       weights=weights, pick=pick)
     _print_blend(result)
 
 
 def _print_blend(result) -> None:
-    rows = [[name, "member", m["accuracy"], m["log_loss"], m["macro_f1"], ""] for name, m in result.member_metrics.items()]
-    rows += [[f"blend:{name}", "blend (nested CV)" if name == "lgbm" else "blend", m["accuracy"], m["log_loss"],
-              m["macro_f1"], result.fit_seconds[name]] for name, m in result.blender_metrics.items()]
-    highlight = len(result.member_metrics) + list(result.blender_metrics).index(result.method)
-    console.print(make_table(f"{result.competition}: out-of-fold scores", ["model", "kind", "accuracy", "log_loss",
-                                                                          "macro_f1", "fit s"], rows, highlight))
-    blend_metrics = result.blend_metrics
-    columns = ["class", "precision", "recall", "f1", "support"] + list(result.member_metrics)
-    per_class = [[c["class"], c["precision"], c["recall"], c["f1"], c["support"]]
-                 + [result.member_metrics[n]["per_class"][i]["f1"] for n in result.member_metrics]
-                 for i, c in enumerate(blend_metrics["per_class"])]
-    for avg, v in blend_metrics["averages"].items():
-        per_class.append([f"{avg} avg", v["precision"], v["recall"], v["f1"], v["support"]]
-                         + [result.member_metrics[n]["averages"][avg]["f1"] for n in result.member_metrics])
-    console.print(make_table(f"blend:{result.method} per class, out of fold (then each member's F1)", columns, per_class))
-    if result.described:
-        console.print(f"fitted: {result.described}")
-    console.print(f"report: {', '.join(str(p) for p in result.report_files)}")
-    console.print(f"[bold green]submission:[/bold green] {result.submission}")
+    from .report import fitted_table, per_class_table, score_table
+
+    for name, why in result.dropped.items():
+        console.print(f"[dim]dropped {name}: {why}[/dim]")
+    for name, why in result.skipped.items():
+        console.print(f"[dim]not fitted: blend:{name} {why}[/dim]")
+    columns, rows, highlight = score_table(result.report)
+    console.print(make_table(f"{result.competition}: out-of-fold scores of {len(result.members)} members and the "
+                             "blends (nested CV where the blender learns)", columns, rows, highlight))
+    columns, rows = per_class_table(result.report)
+    console.print(make_table(f"blend:{result.method} per class, out of fold (then each member's F1)", columns, rows))
+    columns, rows, other = fitted_table(result.report)
+    if rows:
+        console.print(make_table(f"blend:{result.method} fitted", columns, rows))
+    if other:
+        console.print("fitted: " + ", ".join(f"{k} {v}" for k, v in other.items()))
+    files = ", ".join(p.name for p in result.report_files)
+    console.print(f"report: {result.report_files[0].parent}/ ({files})")
+    console.print(f"[bold green]submission:[/bold green] {result.submission} (blend:{result.method})")
 
 
 @app.command()

@@ -14,7 +14,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-SECONDS_COLUMNS = {"seconds", "fit s", "s/epoch", "wall s"}
+SECONDS_COLUMNS = {"seconds", "fit s", "cv s", "s/epoch", "wall s"}
 
 
 def fmt(value, column: str = "") -> str:

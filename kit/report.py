@@ -1,7 +1,10 @@
-"""Metrics on out-of-fold predictions: accuracy, log loss, per-class precision/recall/F1."""
+"""Metrics on out-of-fold predictions (accuracy, log loss, per-class precision/recall/F1), and the
+report written beside a submission: report.json, per_class.csv, confusion.png, correlation.png and
+summary.md, which shows them together."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -51,10 +54,149 @@ def report_dir(submission: Path) -> Path:
 
 
 def write_report(folder: Path, report: dict) -> list[Path]:
-    """`report` = {"blend": {...metrics}, "members": {name: metrics}, ...}; writes report.json and per_class.csv."""
+    """`report` = {"blend": {...metrics}, "members": {name: metrics}, ...} as kit.blend.run builds it;
+    writes report.json, per_class.csv and, when the report has them, the plots and summary.md."""
     json_path, csv_path = folder / "report.json", folder / "per_class.csv"
     fileio.write_json(json_path, report)
     frames = [per_class_frame(f"blend:{report['method']}", report["blend"])]
     frames += [per_class_frame(name, m) for name, m in report["members"].items()]
     fileio.write_csv(csv_path, pd.concat(frames, ignore_index=True).round(6))
-    return [json_path, csv_path]
+    files, images = [json_path, csv_path], {}
+    if "confusion" in report:
+        counts = np.array(report["confusion"], dtype=float)
+        recall = counts / np.clip(counts.sum(1, keepdims=True), 1, None)  # colour: share of each true class
+        classes = [c["class"] for c in report["blend"]["per_class"]]
+        files.append(plot_matrix(folder / "confusion.png", report["confusion"], classes,
+                                 f"blend:{report['method']}, out of fold (colour: share of the true class)",
+                                 "predicted", "true", colour=recall, vmin=0, vmax=1, fmt="{:.0f}"))
+        images["Confusion matrix of the blend"] = "confusion.png"
+    if "correlation" in report:
+        corr = report["correlation"]
+        files.append(plot_matrix(folder / "correlation.png", corr["matrix"], corr["members"],
+                                 "members' OOF probabilities: Pearson correlation", "", "", fmt="{:.3f}"))
+        images["Correlation of the members"] = "correlation.png"
+    if "blenders" in report:
+        files.append(write_summary(folder / "summary.md", report, images))
+    return files
+
+
+# ---- the blend's report: tables shared by the terminal and summary.md, plots, files
+
+def confusion_matrix(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> list[list[int]]:
+    """Counts: rows are the true classes, columns the predicted ones."""
+    n = len(classes)
+    return np.bincount(y_true * n + probs.argmax(1), minlength=n * n).reshape(n, n).tolist()
+
+
+def member_correlation(names: list[str], P: np.ndarray) -> dict:
+    """Pearson correlation of the members' OOF probabilities (every row and class, flattened): members
+    that agree everywhere (near 1) add little to a blend."""
+    flat = P.reshape(len(P), -1).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        matrix = np.atleast_2d(np.corrcoef(flat))
+    rows = [[None if not np.isfinite(v) else round(float(v), 6) for v in row] for row in matrix]
+    return {"members": list(names), "matrix": rows}
+
+
+def score_table(report: dict) -> tuple[list[str], list[list], int]:
+    """Every member's and blender's OOF scores; the index of the row that was written."""
+    columns = ["model", "kind", "accuracy", "log_loss", "macro_f1", "fit s", "cv s"]
+    rows = [[name, "member", m["accuracy"], m["log_loss"], m["macro_f1"], "", ""] for name, m in report["members"].items()]
+    rows += [[f"blend:{name}", "nested CV" if report["nested_cv"][name] else "blend", m["accuracy"],
+              m["log_loss"], m["macro_f1"], report["fit_seconds"][name], report["cv_seconds"][name]]
+             for name, m in report["blenders"].items()]
+    return columns, rows, len(report["members"]) + list(report["blenders"]).index(report["method"])
+
+
+def per_class_table(report: dict) -> tuple[list[str], list[list]]:
+    """The written blend's precision/recall/F1 per class, then each member's F1."""
+    blend, members = report["blend"], report["members"]
+    columns = ["class", "precision", "recall", "f1", "support"] + list(members)
+    rows = [[c["class"], c["precision"], c["recall"], c["f1"], c["support"]]
+            + [members[n]["per_class"][i]["f1"] for n in members] for i, c in enumerate(blend["per_class"])]
+    rows += [[f"{avg} avg", v["precision"], v["recall"], v["f1"], v["support"]]
+             + [members[n]["averages"][avg]["f1"] for n in members] for avg, v in blend["averages"].items()]
+    return columns, rows
+
+
+def fitted_table(report: dict) -> tuple[list[str], list[list], dict]:
+    """What the written blender fitted: per-member values (weights, times selected) as a table, and
+    the rest (convergence, best score...) as a dict."""
+    fitted = report.get("fitted") or {}
+    per_member = {k: v for k, v in fitted.items() if isinstance(v, dict) and set(v) == set(report["members"])}
+    rows = [[name] + [per_member[k][name] for k in per_member] for name in report["members"]] if per_member else []
+    return ["member"] + list(per_member), rows, {k: v for k, v in fitted.items() if k not in per_member}
+
+
+def _cell(value, column: str) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}" if column.endswith(" s") else f"{value:.4f}"
+    return str(value)
+
+
+def markdown_table(columns: list[str], rows: list[list], highlight: int | None = None) -> str:
+    def line(cells):
+        return "| " + " | ".join(cells) + " |"
+
+    out = [line(columns), line(["---"] * len(columns))]
+    for i, row in enumerate(rows):
+        cells = [_cell(v, c) for v, c in zip(row, columns)]
+        out.append(line([f"**{c}**" if i == highlight and c else c for c in cells]))
+    return "\n".join(out)
+
+
+def plot_matrix(path: Path, matrix, labels: list[str], title: str, xlabel: str, ylabel: str,
+                colour: np.ndarray | None = None, vmin: float | None = None, vmax: float | None = None,
+                fmt: str = "{:g}") -> Path:
+    """A labelled heat map as PNG, written atomically. Uses matplotlib's Figure directly (no pyplot),
+    so no GUI backend is needed and a notebook's backend is left alone."""
+    from matplotlib.figure import Figure
+
+    values = np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)
+    n = len(labels)
+    side = min(4 + 0.45 * n, 16)
+    fig = Figure(figsize=(side + 1, side))
+    ax = fig.add_subplot()
+    image = ax.imshow(values if colour is None else colour, cmap="viridis", vmin=vmin, vmax=vmax)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel, xticks=range(n), yticks=range(n))
+    ax.set_xticklabels(labels, rotation=90 if max(map(len, labels)) > 3 else 0)
+    ax.set_yticklabels(labels)
+    if n <= 25:  # beyond that the numbers no longer fit in their cells
+        scale = values if colour is None else colour
+        middle = np.nanmean(scale) if np.isfinite(scale).any() else 0
+        for i in range(n):
+            for j in range(n):
+                if np.isfinite(values[i, j]):
+                    ax.text(j, i, fmt.format(values[i, j]), ha="center", va="center", fontsize=8,
+                            color="black" if scale[i, j] > middle else "white")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    fileio.write_bytes(path, buffer.getvalue())
+    return path
+
+
+def write_summary(path: Path, report: dict, images: dict[str, str]) -> Path:
+    """summary.md: the scores, what was fitted, the per-class table and the plots, in one page."""
+    chosen = "picked with --pick" if report.get("picked") else f"the best by {report['metric']}"
+    lines = [f"# Blend report: {report['competition']}, blend:{report['method']}", "",
+             f"Submission: `{report['submission']}` from blend:{report['method']} ({chosen}). "
+             "Scores are on the out-of-fold rows; blenders that learn are scored by nested cross-validation "
+             "over the members' folds, so no row is scored by a blender fitted on it.", "",
+             f"Members ({len(report['members'])}): {', '.join(report['members'])}"]
+    lines += [f"- dropped {name}: {why}" for name, why in report.get("dropped", {}).items()]
+    lines += [f"- blender {name} not fitted: {why}" for name, why in report.get("skipped", {}).items()]
+    columns, rows, highlight = score_table(report)
+    lines += ["", "## Out-of-fold scores", "", markdown_table(columns, rows, highlight)]
+    columns, rows, other = fitted_table(report)
+    lines += ["", f"## Fitted: blend:{report['method']}", ""]
+    if rows:
+        lines += [markdown_table(columns, rows), ""]
+    lines += [f"- {k}: {v}" for k, v in other.items()] or ([] if rows else ["nothing fitted (no parameters learnt)"])
+    columns, rows = per_class_table(report)
+    lines += ["", "## Per class (the blend, then each member's F1)", "", markdown_table(columns, rows)]
+    for title, file in images.items():
+        lines += ["", f"## {title}", "", f"![{title}]({file})"]
+    fileio.write_text(path, "\n".join(lines) + "\n")
+    return path

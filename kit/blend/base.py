@@ -6,6 +6,7 @@
     blender = SoftVote().fit(P_oof, y)     # __init__ stores parameters; fit returns self
     blender.predict_proba(P_test)          # (rows, classes), rows sum to 1
     blender.weights_                       # fitted attributes end in '_'
+    blender.describe()                     # {"weights": [one per member], ...} for the report
 
 Inheriting BaseEstimator gives get_params/set_params, so sklearn.base.clone works for the
 nested cross-validation that scores every blender honestly.
@@ -22,6 +23,9 @@ from ..errors import BlendError
 class Blender(BaseEstimator):
     #: True when fit() learns from the labels (weights, a stacker): its OOF score needs nested CV
     learns = False
+    #: parameters without a usable default (the weighted vote's weights): `--method all` skips the
+    #: blender when they are not given
+    required: tuple[str, ...] = ()
 
     def fit(self, P: np.ndarray, y: np.ndarray) -> "Blender":
         check_stack(P, y)
@@ -35,7 +39,8 @@ class Blender(BaseEstimator):
         return self.predict_proba(P).argmax(1)
 
     def describe(self) -> dict:
-        """What was fitted, for the report (weights, selected members...)."""
+        """What was fitted, for the report. A list with one value per member (weights, selection
+        counts) is shown against the members' names."""
         return {}
 
     def _check_fitted(self, P: np.ndarray) -> None:
@@ -57,3 +62,17 @@ def check_stack(P: np.ndarray, y: np.ndarray | None = None) -> None:
 
 def normalize_rows(p: np.ndarray) -> np.ndarray:
     return p / np.clip(p.sum(1, keepdims=True), 1e-12, None)
+
+
+def check_weights(weights, n_members: int, field: str = "weights") -> np.ndarray:
+    """Given member weights -> non-negative, summing to one; equal weights when None."""
+    if weights is None:
+        return np.full(n_members, 1.0 / n_members)
+    try:
+        w = np.asarray(weights, dtype=float)
+    except (TypeError, ValueError):
+        w = None
+    if w is None or w.shape != (n_members,) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        raise BlendError(f"{field}: expected {n_members} non-negative numbers (one per member), not all zero; "
+                         f"got {weights}")
+    return w / w.sum()

@@ -2,42 +2,50 @@
 
 Reads only the store: each member's per-fold predictions, the folds (with labels) and the copy
 of the sample submission kept there. Every blender is scored on the OOF rows by the same
-folds the members were trained on: a blender that learns (a stacker) is fit on k-1 folds and
-scores the held-out one, so no row is scored by a blender that saw its label.
+folds the members were trained on: a blender that learns (weights, selection, a stacker) is fit
+on k-1 folds and scores the held-out one, so no row is scored by a blender that saw its label.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from sklearn.base import clone
 
-from ..errors import BlendError
+from ..errors import BlendError, did_you_mean
 from ..paths import submissions_dir
 from ..progress import SILENT, Reporter
-from ..report import classification_metrics, report_dir, write_report
-from ..store import Member, Store
+from ..report import classification_metrics, confusion_matrix, member_correlation, report_dir, write_report
+from ..store import Store
 from ..submit import submission_format, write_submission
 from .base import Blender
-from .registry import create_blender, list_blenders
+from .members import check_compatible, filter_by_score, load_members, select_members
+from .metrics import METRICS, check_metric
+from .registry import blender_class, create_blender, list_blenders, parse_params
 
-METRICS = {"accuracy": True, "macro_f1": True, "log_loss": False}  # name -> higher is better
+__all__ = ["BlendResult", "blend", "check_compatible", "cross_val_proba", "select_members"]
 
 
 @dataclass
 class BlendResult:
     competition: str
     method: str  # the blender whose submission was written
+    metric: str  # what chose it
     members: list[str]
     member_metrics: dict[str, dict]
     blender_metrics: dict[str, dict]  # every blender fitted, scored on OOF (nested where it learns)
-    fit_seconds: dict[str, float]
-    described: dict  # the written blender's weights / selection
+    fit_seconds: dict[str, float]  # one fit on every OOF row
+    cv_seconds: dict[str, float]  # scoring: the nested cross-validation, or one predict
+    learns: dict[str, bool]  # which blenders were scored by nested CV
+    described: dict  # the written blender's weights / selection, per member by name
     submission: Path
+    dropped: dict[str, str] = field(default_factory=dict)  # member -> why --min-cv / --top dropped it
+    skipped: dict[str, str] = field(default_factory=dict)  # blender -> why --method all left it out
+    report: dict = field(default_factory=dict)  # what report.json holds; the tables are built from it
     report_files: list[Path] = field(default_factory=list)
 
     @property
@@ -45,36 +53,8 @@ class BlendResult:
         return self.blender_metrics[self.method]
 
 
-def select_members(store: Store, competition: str, patterns: list[str] | None) -> list[str]:
-    """Model names matching any of `patterns` (names or globs); every finished model when None."""
-    known = store.model_names(competition)
-    finished = [m for m in known if store.manifest(competition, m).get("status") == "complete"]
-    if not patterns:
-        if not finished:
-            raise BlendError(f"{store.competition_dir(competition)}: no finished model to blend; run kit train first")
-        return finished
-    chosen = []
-    for pattern in patterns:
-        hits = [m for m in known if fnmatch.fnmatchcase(m, pattern)]
-        if not hits:
-            store.manifest(competition, pattern)  # raises the 'no model ... did you mean' error
-        chosen += [m for m in hits if m not in chosen]
-    return chosen
-
-
-def check_compatible(members: list[Member]) -> None:
-    """Members must share data, folds, classes and test ids, or their rows do not line up."""
-    first = members[0]
-    for m in members[1:]:
-        for key, what in (("data_fingerprint", "competition data"), ("folds_hash", "folds"),
-                          ("classes", "classes"), ("test_ids_hash", "test ids")):
-            if m.manifest[key] != first.manifest[key]:
-                raise BlendError(f"models '{first.name}' and '{m.name}' were trained on different {what} "
-                                 f"({first.manifest[key]!s:.40} vs {m.manifest[key]!s:.40}); "
-                                 f"retrain one of them on the other's or blend them apart")
-
-
-def cross_val_proba(blender: Blender, P: np.ndarray, y: np.ndarray, fold: np.ndarray) -> np.ndarray:
+def cross_val_proba(blender: Blender, P: np.ndarray, y: np.ndarray, fold: np.ndarray,
+                    on_fold: Callable[[], None] | None = None) -> np.ndarray:
     """The blender's OOF probabilities: fit on the other folds, predict each held-out fold."""
     if not blender.learns:
         return clone(blender).fit(P, y).predict_proba(P)
@@ -82,51 +62,157 @@ def cross_val_proba(blender: Blender, P: np.ndarray, y: np.ndarray, fold: np.nda
     for k in np.unique(fold):
         held = fold == k
         out[held] = clone(blender).fit(P[:, ~held], y[~held]).predict_proba(P[:, held])
+        if on_fold:
+            on_fold()
     return out
 
 
 def blend(store: Store, competition: str | None = None, models: list[str] | None = None, method: str = "soft",
-          metric: str = "accuracy", out: Path | None = None, reporter: Reporter = SILENT) -> BlendResult:
+          metric: str = "accuracy", out: Path | None = None, reporter: Reporter = SILENT, *,
+          min_cv: float | None = None, top: int | None = None, split_seeds: bool = False,
+          params: dict[str, dict] | list[str] | None = None, weights: str | list | dict | None = None,
+          pick: str | None = None) -> BlendResult:
+    """Blend models of the store into a submission and its report.
+
+    method: a blender's name, several comma-separated, or "all". params: {"caruana": {"iterations":
+    200}} or the CLI's ["caruana.iterations=200", ...]. weights: the weighted vote's, one per member
+    in order ([0.7, 0.3], "0.7,0.3") or by name ({"vgg": 0.7}, "vgg=0.7,resnet=0.3"; unnamed members
+    get 0). pick: the blender to write instead of the best by `metric`.
+    """
     competition = store.pick_competition(competition)
-    if metric not in METRICS:
-        raise BlendError(f"--metric: '{metric}' is not one of {', '.join(METRICS)}")
+    check_metric(metric)
     methods = list_blenders() if method == "all" else [m.strip() for m in method.split(",") if m.strip()]
-    blenders = {name: create_blender(name) for name in methods}
-    names = select_members(store, competition, models)
-    members = [store.load_member(competition, name) for name in names]
+    if not methods:
+        raise BlendError(f"--method: expected a blender's name, several comma-separated, or all; got '{method}'")
+    for name in methods:
+        blender_class(name)  # an unknown name fails before any reading
+    if isinstance(params, (list, tuple)):
+        params = parse_params(list(params), methods)
+    params = {name: dict(values) for name, values in (params or {}).items()}
+    if pick is not None and pick not in methods:
+        raise BlendError(f"--pick: '{pick}' is not among the blenders asked for ({', '.join(methods)})"
+                         f"{did_you_mean(pick, methods)}")
+
+    members = load_members(store, competition, select_members(store, competition, models), split_seeds)
     check_compatible(members)
     folds = store.folds(members[0].manifest)
     classes = members[0].classes
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[label] for label in folds.labels])
+    all_metrics = {m.name: classification_metrics(y, m.oof, classes) for m in members}
+    kept, dropped = filter_by_score({n: v[metric] for n, v in all_metrics.items()}, metric, min_cv, top)
+    members = [m for m in members if m.name in kept]
+    member_metrics = {n: all_metrics[n] for n in kept}
+    if "caruana" in methods:  # the selection optimises the metric the run is judged by, unless told otherwise
+        params.setdefault("caruana", {}).setdefault("metric", metric)
+    if weights is not None:
+        if "weighted" not in methods:
+            raise BlendError("--weights: they are the weighted vote's; add --method weighted")
+        params.setdefault("weighted", {})["weights"] = resolve_weights(weights, kept)
+    blenders, skipped = build_blenders(methods, params, explicit=method != "all")
+    if pick is not None and pick not in blenders:
+        raise BlendError(f"--pick: blend:{pick} was not fitted: it {skipped[pick]}")
+
     P_oof = np.stack([m.oof for m in members])
     P_test = np.stack([m.test for m in members])
+    fitted, oof, fit_seconds, cv_seconds = fit_and_score(blenders, P_oof, y, folds.fold, reporter)
+    blender_metrics = {name: classification_metrics(y, probs, classes) for name, probs in oof.items()}
 
-    member_metrics = {m.name: classification_metrics(y, m.oof, classes) for m in members}
-    blender_metrics, fit_seconds, fitted = {}, {}, {}
-    reporter.start("blend", f"blending {len(members)} models", total=len(blenders))
-    for name, blender in blenders.items():
-        reporter.advance("blend", 0, description=f"blending {len(members)} models: {name}")
-        started = time.perf_counter()
-        oof = cross_val_proba(blender, P_oof, y, folds.fold)
-        fitted[name] = clone(blender).fit(P_oof, y)
-        fit_seconds[name] = time.perf_counter() - started
-        blender_metrics[name] = classification_metrics(y, oof, classes)
-        reporter.advance("blend")
-    reporter.finish("blend")
-
-    higher = METRICS[metric]
-    best = sorted(blender_metrics, key=lambda n: (-blender_metrics[n][metric] if higher else blender_metrics[n][metric],
-                                                  blender_metrics[n]["log_loss"]))[0]
+    best = pick or best_blender(blender_metrics, metric)
     test_probs = fitted[best].predict_proba(P_test)
     fmt = submission_format(store.sample_submission(competition), classes)
     out = Path(out) if out else submissions_dir() / f"{competition}-{best}.csv"
     submission = write_submission(out, fmt, members[0].test_ids, test_probs, classes)
-    result = BlendResult(competition=competition, method=best, members=names, member_metrics=member_metrics,
-                         blender_metrics=blender_metrics, fit_seconds=fit_seconds, described=fitted[best].describe(),
-                         submission=submission)
-    report = {"competition": competition, "method": best, "metric": metric, "members": member_metrics,
-              "blend": blender_metrics[best], "blenders": blender_metrics, "fit_seconds": fit_seconds,
-              "fitted": result.described, "submission": str(submission)}
+    described = name_members(fitted[best].describe(), kept)
+    result = BlendResult(competition=competition, method=best, metric=metric, members=kept,
+                         member_metrics=member_metrics, blender_metrics=blender_metrics, fit_seconds=fit_seconds,
+                         cv_seconds=cv_seconds, learns={n: b.learns for n, b in blenders.items()},
+                         described=described, submission=submission, dropped=dropped, skipped=skipped)
+    report = {"competition": competition, "method": best, "metric": metric, "picked": pick is not None,
+              "members": member_metrics, "dropped": dropped, "blend": blender_metrics[best],
+              "blenders": blender_metrics, "nested_cv": result.learns, "fit_seconds": fit_seconds,
+              "cv_seconds": cv_seconds, "skipped": skipped, "params": fitted[best].get_params(),
+              "fitted": described, "confusion": confusion_matrix(y, oof[best], classes),
+              "correlation": member_correlation(kept, P_oof), "submission": str(submission)}
+    result.report = report
     result.report_files = write_report(report_dir(out), report)
     return result
+
+
+def fit_and_score(blenders: dict[str, Blender], P: np.ndarray, y: np.ndarray, fold: np.ndarray,
+                  reporter: Reporter = SILENT) -> tuple[dict, dict, dict, dict]:
+    """Each blender fitted on every OOF row, and its OOF probabilities: from nested CV when it
+    learns, else from that fit. -> (fitted, oof probabilities, fit seconds, scoring seconds)."""
+    fitted, oof, fit_seconds, cv_seconds = {}, {}, {}, {}
+    n_folds = len(np.unique(fold))
+    reporter.start("blend", f"blending {len(P)} members",
+                   total=sum(n_folds + 1 if b.learns else 1 for b in blenders.values()))
+    try:
+        for name, blender in blenders.items():
+            reporter.advance("blend", 0, description=f"blending {len(P)} members: {name}")
+            started = time.perf_counter()
+            fitted[name] = clone(blender).fit(P, y)
+            fit_seconds[name] = time.perf_counter() - started
+            reporter.advance("blend")
+            started = time.perf_counter()
+            if blender.learns:
+                oof[name] = cross_val_proba(blender, P, y, fold, on_fold=lambda: reporter.advance("blend"))
+            else:
+                oof[name] = fitted[name].predict_proba(P)
+            cv_seconds[name] = time.perf_counter() - started
+    finally:
+        reporter.finish("blend")
+    return fitted, oof, fit_seconds, cv_seconds
+
+
+def build_blenders(methods: list[str], params: dict[str, dict], explicit: bool) -> tuple[dict, dict]:
+    """The blenders asked for, with their parameters; `--method all` skips one that lacks a required
+    parameter (the weighted vote without --weights) instead of failing."""
+    unknown = [name for name in params if name not in methods]
+    if unknown:
+        raise BlendError(f"--param: blender '{unknown[0]}' is not among --method ({', '.join(methods)})")
+    blenders, skipped = {}, {}
+    for name in methods:
+        given = params.get(name, {})
+        missing = [p for p in blender_class(name).required if p not in given]
+        if missing and not explicit:
+            skipped[name] = f"needs {', '.join(missing)} (e.g. --weights 0.7,0.3)"
+            continue
+        blenders[name] = create_blender(name, **given)
+    return blenders, skipped
+
+
+def best_blender(blender_metrics: dict[str, dict], metric: str) -> str:
+    """The best by `metric`, then by log loss; the first listed on a full tie."""
+    sign = -1 if METRICS[metric] else 1
+    return min(blender_metrics, key=lambda n: (sign * blender_metrics[n][metric], blender_metrics[n]["log_loss"]))
+
+
+def resolve_weights(weights: str | list | dict, names: list[str]) -> list[float]:
+    """Weights given in member order or by member name -> one number per member, in order."""
+    if isinstance(weights, str):
+        parts = [p.strip() for p in weights.split(",") if p.strip()]
+        if parts and all("=" in p for p in parts):
+            weights = {k.strip(): v for k, _, v in (p.partition("=") for p in parts)}
+        else:
+            weights = parts
+    try:
+        if isinstance(weights, dict):
+            for name in weights:
+                if name not in names:
+                    raise BlendError(f"--weights: '{name}' is not a member{did_you_mean(name, names)}; "
+                                     f"members: {', '.join(names)}")
+            return [float(weights.get(name, 0.0)) for name in names]
+        values = [float(w) for w in weights]
+    except (TypeError, ValueError):
+        raise BlendError(f"--weights: expected numbers like 0.7,0.3 or NAME=0.7,NAME=0.3, got {weights!r}") from None
+    if len(values) != len(names):
+        raise BlendError(f"--weights: {len(values)} given for {len(names)} members ({', '.join(names)}); "
+                         f"give one per member in this order, or NAME=WEIGHT pairs")
+    return values
+
+
+def name_members(described: dict, names: list[str]) -> dict:
+    """Lists with one value per member -> {member: value}, for the report and the terminal."""
+    return {k: dict(zip(names, v)) if isinstance(v, list) and len(v) == len(names) else v
+            for k, v in described.items()}

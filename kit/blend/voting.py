@@ -5,23 +5,21 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import BlendError
-from .base import Blender, normalize_rows
+from .base import Blender, check_weights, normalize_rows
 from .registry import register_blender
 
 
 @register_blender("soft")
 class SoftVote(Blender):
-    """Mean (or weighted mean) of the members' probabilities."""
+    """Mean (or weighted mean) of the members' probabilities. Where classes tie exactly, predict()
+    takes the lower class index (numpy's argmax), whatever the order of the members."""
 
     def __init__(self, weights: list[float] | None = None):
         self.weights = weights
 
     def fit(self, P, y):
         super().fit(P, y)
-        w = np.ones(len(P)) if self.weights is None else np.asarray(self.weights, dtype=float)
-        if w.shape != (len(P),) or (w < 0).any() or w.sum() <= 0:
-            raise BlendError(f"weights: expected {len(P)} non-negative numbers, not all zero; got {self.weights}")
-        self.weights_ = w / w.sum()
+        self.weights_ = check_weights(self.weights, len(P), f"{self.method_name}.weights")
         return self
 
     def predict_proba(self, P):
@@ -46,3 +44,17 @@ class HardVote(Blender):
         # the soft mean is below one vote, so it only orders tied classes
         tiebreak = 1e-6 * P.mean(0)
         return normalize_rows(votes + tiebreak)
+
+
+@register_blender("weighted")
+class WeightedVote(SoftVote):
+    """Soft vote with weights you give (`kit blend --weights vgg=0.7,resnet=0.3`), e.g. from a public
+    notebook or the leaderboard; they are normalised to sum to one."""
+
+    required = ("weights",)
+
+    def fit(self, P, y):
+        if self.weights is None:
+            raise BlendError("weighted: needs weights, one per member; pass --weights 0.7,0.3 "
+                             "or --weights NAME=0.7,NAME=0.3")
+        return super().fit(P, y)

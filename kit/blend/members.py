@@ -1,0 +1,80 @@
+"""Choosing the members of a blend, as competitors do: by name or glob, by score, the top N, and a
+recipe's seeds averaged into one member or kept apart."""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+
+from ..errors import BlendError
+from ..store import Member, Store
+from .metrics import METRICS
+
+
+def select_members(store: Store, competition: str, patterns: list[str] | None) -> list[str]:
+    """Model names matching any of `patterns` (names or globs); every finished model when None."""
+    known = store.model_names(competition)
+    finished = [m for m in known if store.manifest(competition, m).get("status") == "complete"]
+    if not patterns:
+        if not finished:
+            raise BlendError(f"{store.competition_dir(competition)}: no finished model to blend; run kit train first")
+        return finished
+    chosen = []
+    for pattern in patterns:
+        hits = [m for m in known if fnmatch.fnmatchcase(m, pattern)]
+        if not hits:
+            store.manifest(competition, pattern)  # raises the 'no model ... did you mean' error
+        chosen += [m for m in hits if m not in chosen]
+    return chosen
+
+
+def load_members(store: Store, competition: str, names: list[str], split_seeds: bool = False) -> list[Member]:
+    """Each model as one member (its seeds averaged), or with `split_seeds` one member per seed,
+    named `model@s<seed>` (a model trained with one seed keeps its name)."""
+    members = []
+    for name in names:
+        member = store.load_member(competition, name)  # refuses an unfinished model
+        seeds = member.manifest["seeds"]
+        if not split_seeds or len(seeds) == 1:
+            members.append(member)
+            continue
+        members += [dataclasses.replace(store.assemble(member.manifest, seeds=[s]), name=f"{name}@s{s}")
+                    for s in seeds]
+    return members
+
+
+def check_compatible(members: list[Member]) -> None:
+    """Members must share data, folds, classes and test ids, or their rows do not line up."""
+    first = members[0]
+    for m in members[1:]:
+        for key, what in (("data_fingerprint", "competition data"), ("folds_hash", "folds"),
+                          ("classes", "classes"), ("test_ids_hash", "test ids")):
+            if m.manifest[key] != first.manifest[key]:
+                raise BlendError(f"models '{first.name}' and '{m.name}' were trained on different {what} "
+                                 f"({first.manifest[key]!s:.40} vs {m.manifest[key]!s:.40}); "
+                                 f"retrain one of them on the other's or blend them apart")
+
+
+def filter_by_score(scores: dict[str, float], metric: str, min_cv: float | None = None,
+                    top: int | None = None) -> tuple[list[str], dict[str, str]]:
+    """Members kept (in their original order) and, for each one dropped, why.
+
+    `min_cv` keeps members scoring at least that well on `metric` (at most, for log loss); `top`
+    then keeps the best N of those. Ties keep the member listed first."""
+    higher = METRICS[metric]
+    if top is not None and top < 1:
+        raise BlendError(f"--top: expected a positive number of members, got {top}")
+    dropped = {}
+    if min_cv is not None:
+        for name, s in scores.items():
+            if (s < min_cv) if higher else (s > min_cv):
+                dropped[name] = f"{metric} {s:.4f} {'<' if higher else '>'} --min-cv {min_cv}"
+    ranked = sorted((n for n in scores if n not in dropped), key=lambda n: -scores[n] if higher else scores[n])
+    if top is not None:
+        for rank, name in enumerate(ranked[top:], start=top + 1):
+            dropped[name] = f"{metric} {scores[name]:.4f} ranks {rank}, beyond --top {top}"
+    kept = [n for n in scores if n not in dropped]
+    if not kept:
+        best = ranked[0] if ranked else max(scores, key=lambda n: scores[n] if higher else -scores[n])
+        raise BlendError(f"--min-cv {min_cv}: keeps no member; the best {metric} is {scores[best]:.4f} ({best})")
+    return kept, dropped

@@ -1,0 +1,66 @@
+"""`kit blend` as a user types it, on a synthetic store: member choice, parameters, bad input."""
+
+import hashlib
+
+import pytest
+from typer.testing import CliRunner
+
+from kit.cli import app
+from tests.blend_fixtures import store_of_accuracies
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KIT_SUBMISSIONS", str(tmp_path / "submissions"))
+    monkeypatch.setattr("kit.report.plot_matrix", lambda path, *args, **kwargs: path)  # PNGs: test_blend_members
+    store_of_accuracies(tmp_path / "store", {"weak": 0.45, "fair": 0.7, "good": 0.8, "best": 0.92}, seeds=2)
+    return tmp_path / "store"
+
+
+def invoke(store, *args):
+    return runner.invoke(app, ["blend", "--store", str(store), *map(str, args)])
+
+
+def test_min_cv_top_and_parameters_from_the_command_line(store):
+    result = invoke(store, "--method", "soft,caruana", "--min-cv", 0.6, "--top", 2, "-p", "caruana.iterations=10",
+                    "--pick", "caruana")
+    assert result.exit_code == 0, result.output
+    assert "dropped weak: accuracy" in result.output and "dropped fair: accuracy" in result.output
+    assert "beyond --top 2" in result.output and "times_selected" in result.output
+    assert "submission:" in result.output and (store.parent / "submissions" / "syn-caruana.csv").is_file()
+
+
+def test_weights_choose_the_weighted_vote_and_seeds_can_be_split(store):
+    result = invoke(store, "--weights", "best@s1=1", "--split-seeds", "--out", store.parent / "w.csv")
+    assert result.exit_code == 0, result.output
+    assert "blend:weighted" in result.output and "best@s1" in result.output
+    assert (store.parent / "w.report" / "summary.md").is_file()
+
+
+def _tree(folder):
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["-p", "caruana.iters=5", "--method", "caruana"], "has no parameter 'iters' (did you mean 'iterations'?)"),
+    (["-p", "caruana.iterations=lots", "--method", "caruana"], "caruana.iterations: expected int"),
+    (["-p", "iterations=5"], "no blender in --method (soft) has a parameter 'iterations'"),
+    (["--weights", "1,2"], "--weights: 2 given for 4 members"),
+    (["--min-cv", "0.99"], "--min-cv 0.99: keeps no member; the best accuracy is"),
+    (["--top", "0"], "--top: expected a positive number"),
+    (["--pick", "lgbm"], "--pick: 'lgbm' is not among the blenders asked for (soft)"),
+    (["--method", "all", "--pick", "weighted"], "--pick: blend:weighted was not fitted: it needs weights"),
+    (["--method", ","], "--method: expected a blender's name"),
+    (["--metric", "auc"], "--metric: 'auc' is not one of accuracy, log_loss, macro_f1"),
+    (["--method", "caruana", "-p", "caruana.metric=f1"], "caruana.metric: 'f1' is not one of"),
+])
+def test_bad_blend_options_are_one_red_line_and_write_nothing(store, args, fragment):
+    before = _tree(store)
+    result = invoke(store, *args)
+    assert result.exit_code == 2, result.output
+    assert fragment in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert _tree(store) == before and not (store.parent / "submissions").exists()
