@@ -28,6 +28,7 @@ from ..recipe import Recipe
 from ..report import classification_metrics
 from ..store import Store, read_json
 from .batches import ArrayBatches, Normalizer
+from .checkpoint import EpochCheckpoint
 from .device import DeviceSettings, pick_device
 from .loop import fit, predict_proba
 
@@ -60,8 +61,13 @@ def train_recipe(recipe: Recipe, store: Store, reporter: Reporter = SILENT, forc
 
     settings = pick_device(device)
     normalizer = Normalizer.from_images(data.train_images, recipe.image_size)
-    todo = [(s, k) for s in recipe.train.seeds for k in range(folds.n_folds)
-            if not store.is_fold_done(data.name, recipe.name, s, k)]
+    todo = []
+    for s in recipe.train.seeds:
+        for k in range(folds.n_folds):
+            if not store.is_fold_done(data.name, recipe.name, s, k):
+                todo.append((s, k))
+            else:  # killed between finishing the fold and removing its checkpoint
+                (store.fold_dir(data.name, recipe.name, s, k) / "checkpoint.pt").unlink(missing_ok=True)
     done = len(recipe.train.seeds) * folds.n_folds - len(todo)
     if done:
         reporter.message(f"{recipe.name}: {done} of {done + len(todo)} (seed, fold) runs already in the store, "
@@ -108,7 +114,8 @@ def train_fold(recipe: Recipe, data: CompetitionData, folds: Folds, k: int, seed
     test_batches = ArrayBatches(data.test_images, None, np.arange(len(data.test_ids)), recipe.predict.batch_size,
                                 normalizer)
     started = time.perf_counter()
-    result = fit(model, train_batches, val_batches, cfg, settings, reporter, progress_key="train")
+    checkpoint = EpochCheckpoint(fold_dir / "checkpoint.pt", key=recipe.hash)
+    result = fit(model, train_batches, val_batches, cfg, settings, reporter, progress_key="train", checkpoint=checkpoint)
     oof = predict_proba(model, val_batches, settings)
     test = predict_proba(model, test_batches, settings)
 
@@ -120,8 +127,10 @@ def train_fold(recipe: Recipe, data: CompetitionData, folds: Folds, k: int, seed
     fileio.write_bytes(fold_dir / "weights.pt", buffer.getvalue())
     record = {"seed": seed, "fold": k, "best_epoch": result.best_epoch + 1, "val_loss": result.best["val_loss"],
               "val_acc": result.best["val_acc"], "train_rows": len(train_idx), "val_rows": len(val_idx),
-              "seconds": time.perf_counter() - started, "device": str(settings.device), "history": result.history}
+              # summed over epochs, so a resumed fold still reports its whole training time
+              "seconds": sum(h["seconds"] for h in result.history), "device": str(settings.device), "history": result.history}
     fileio.write_json(fold_dir / "fold.json", record)
+    checkpoint.remove()
     return record
 
 
