@@ -54,11 +54,14 @@ def train(
     recipes: Annotated[list[Path], typer.Argument(help="Recipe YAML files, trained one after the other.")],
     force: Annotated[bool, typer.Option("--force", help="Retrain folds that are already in the store.")] = False,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, or cuda:N.")] = "auto",
+    wait: Annotated[bool, typer.Option("--wait", help="If another kit process trains the same model, wait for it "
+                                                       "instead of refusing.")] = False,
     store: StoreOption = Path("store"),
 ):
     """Train each recipe k-fold and write its out-of-fold and test predictions to the store.
 
-    Finished folds are skipped, so rerunning after a crash only trains what is missing.
+    Finished folds are skipped and an unfinished fold resumes from its last finished epoch,
+    so rerunning after a crash only trains what is missing.
 
     Example: [bold]kit train recipes/digits/vgg_small.yaml recipes/digits/resnet_small.yaml[/bold]
     """
@@ -76,7 +79,7 @@ def train(
     for recipe in loaded:
         console.print(f"[bold]training[/bold] {recipe.name} ({recipe.model.arch}, {recipe.cv.folds} folds, "
                       f"{recipe.train.epochs} epochs, seeds {recipe.train.seeds})")
-        s = train_recipe(recipe, Store(store), RichReporter(), force=force, device=device)
+        s = train_recipe(recipe, Store(store), RichReporter(), force=force, device=device, wait=wait)
         summaries.append(s)
         console.print(f"[green]{s.model}[/green]: CV accuracy {s.cv['accuracy']:.4f}, log loss {s.cv['log_loss']:.4f}, "
                       f"{s.folds_trained} folds trained, {s.folds_skipped} skipped, {s.seconds:.1f} s")

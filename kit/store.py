@@ -2,6 +2,7 @@
 
     store/<competition>/
       sample_submission.csv               a copy of the competition's, for writing submissions
+      locks/<model>.lock                  held by the kit process training <model>
       folds/k5-seed42.csv                 id, label, fold
       models/<model>/
         model.json                        manifest: recipe hash, folds hash, data fingerprint, classes, status
@@ -12,6 +13,7 @@
           test.npz                        ids, probs   (every test image)
           history.csv                     per-epoch losses, accuracies, lr, seconds
           weights.pt                      the best epoch's state dict
+          checkpoint.pt                   while the fold trains: the state after the last epoch
           fold.json                       written last: the fold is done
 
 Every file is written atomically (fileio), so a killed run leaves whole files or none.

@@ -22,6 +22,7 @@ from .. import __version__, fileio
 from ..competition import CompetitionData, load_competition
 from ..errors import StoreError
 from ..folds import Folds, load_or_make_folds
+from ..lock import exclusive
 from ..models import build_model
 from ..progress import SILENT, Reporter
 from ..recipe import Recipe
@@ -45,7 +46,14 @@ class TrainSummary:
 
 
 def train_recipe(recipe: Recipe, store: Store, reporter: Reporter = SILENT, force: bool = False,
-                 device: str = "auto") -> TrainSummary:
+                 device: str = "auto", wait: bool = False) -> TrainSummary:
+    """Train every (seed, fold) of `recipe` that the store lacks; one process per model at a time."""
+    lock = store.competition_dir(recipe.competition_spec.name) / "locks" / f"{recipe.name}.lock"
+    with exclusive(lock, f"model '{recipe.name}'", wait=wait):
+        return _train_recipe(recipe, store, reporter, force, device)
+
+
+def _train_recipe(recipe: Recipe, store: Store, reporter: Reporter, force: bool, device: str) -> TrainSummary:
     started = time.perf_counter()
     data = load_competition(recipe.competition_spec)
     folds = load_or_make_folds(store.competition_dir(data.name), data.train_ids, data.train_labels, data.classes,
