@@ -195,5 +195,36 @@ def score(
                   + (f"  log loss {metrics['log_loss']:.4f}" if metrics["kind"] == "probabilities" else ""))
 
 
+@app.command()
+@exits_cleanly
+def validate(
+    submission: Annotated[Path, typer.Argument(help="The submission CSV to check.")],
+    competition: Annotated[Optional[str], typer.Option(
+        "--competition", "-c", help="A competition in the store, a built-in one, or a competition .yaml file.")] = None,
+    store: StoreOption = Path("store"),
+):
+    """Check a submission against the competition's sample submission before you upload it.
+
+    Ids and their order, columns, label spelling, empty cells and NaNs, probability ranges.
+
+    Example: [bold]kit validate submissions/digits-demo.csv[/bold]
+    """
+    from .competition import BUILTIN, load_competition, resolve_competition
+    from .store import Store
+    from .submit import validate_submission
+
+    s = Store(store)
+    if competition and competition not in s.competitions() and (competition in BUILTIN or competition.endswith((".yaml", ".yml"))):
+        data = load_competition(resolve_competition(competition, "--competition"))
+        sample, classes = data.sample_submission, data.classes
+    else:
+        name = s.pick_competition(competition)
+        sample, classes = s.sample_submission(name), s.classes(name)
+    fmt = validate_submission(submission, sample, classes)
+    kind = "probabilities" if fmt.probabilities else "labels"
+    console.print(f"[bold green]valid:[/bold green] {submission}: {len(fmt.ids)} rows, columns {', '.join(fmt.columns)} "
+                  f"({kind}), as in {sample}")
+
+
 def main() -> None:
     app()

@@ -71,6 +71,13 @@ class Store:
         if not target.is_file() or target.read_bytes() != data:
             fileio.write_bytes(target, data)
 
+    def classes(self, competition: str) -> list[str]:
+        """The competition's classes as its models recorded them."""
+        for name in self.model_names(competition):
+            return self.manifest(competition, name)["classes"]
+        raise StoreError(f"{self.competition_dir(competition)}: no model yet, so its classes are unknown; "
+                         f"train one first or name the competition file")
+
     # ---- listing
     def competitions(self) -> list[str]:
         if not self.root.is_dir():
