@@ -77,8 +77,6 @@ def train(
         raise KitError(f"two recipes are both named '{dup}'; give one a different name: field")
     summaries = []
     for recipe in loaded:
-        console.print(f"[bold]training[/bold] {recipe.name} ({recipe.model.arch}, {recipe.cv.folds} folds, "
-                      f"{recipe.train.epochs} epochs, seeds {recipe.train.seeds})")
         s = train_recipe(recipe, Store(store), RichReporter(), force=force, device=device, wait=wait)
         summaries.append(s)
         console.print(f"[green]{s.model}[/green]: CV accuracy {s.cv['accuracy']:.4f}, log loss {s.cv['log_loss']:.4f}, "

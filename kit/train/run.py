@@ -20,7 +20,7 @@ import yaml
 
 from .. import __version__, fileio
 from ..competition import CompetitionData, load_competition
-from ..errors import StoreError
+from ..errors import DataError, RecipeError, StoreError
 from ..folds import Folds, load_or_make_folds
 from ..lock import exclusive
 from ..models import build_model
@@ -48,16 +48,25 @@ class TrainSummary:
 def train_recipe(recipe: Recipe, store: Store, reporter: Reporter = SILENT, force: bool = False,
                  device: str = "auto", wait: bool = False) -> TrainSummary:
     """Train every (seed, fold) of `recipe` that the store lacks; one process per model at a time."""
-    lock = store.competition_dir(recipe.competition_spec.name) / "locks" / f"{recipe.name}.lock"
-    with exclusive(lock, f"model '{recipe.name}'", wait=wait):
-        return _train_recipe(recipe, store, reporter, force, device)
-
-
-def _train_recipe(recipe: Recipe, store: Store, reporter: Reporter, force: bool, device: str) -> TrainSummary:
     started = time.perf_counter()
+    # everything that can fail on bad input happens before the store is written to
     data = load_competition(recipe.competition_spec)
-    folds = load_or_make_folds(store.competition_dir(data.name), data.train_ids, data.train_labels, data.classes,
-                               recipe.cv.folds, recipe.cv.seed)
+    try:
+        build_model(recipe.model, data.num_classes, data.channels, recipe.image_size or data.image_size[0])
+    except RecipeError as exc:
+        raise RecipeError(f"{recipe.source}: {exc}") from None
+    try:
+        folds = load_or_make_folds(store.competition_dir(data.name), data.train_ids, data.train_labels, data.classes,
+                                   recipe.cv.folds, recipe.cv.seed)
+    except DataError as exc:
+        raise DataError(f"{recipe.source}: {exc}") if str(exc).startswith("cv.") else exc from None
+    lock = store.competition_dir(data.name) / "locks" / f"{recipe.name}.lock"
+    with exclusive(lock, f"model '{recipe.name}'", wait=wait):
+        return _train_recipe(recipe, data, folds, store, reporter, force, device, started)
+
+
+def _train_recipe(recipe: Recipe, data: CompetitionData, folds: Folds, store: Store, reporter: Reporter,
+                  force: bool, device: str, started: float) -> TrainSummary:
     store.keep_sample_submission(data.name, data.sample_submission)
     model_dir = store.model_dir(data.name, recipe.name)
     manifest = _manifest(recipe, data, folds, store)
@@ -69,6 +78,8 @@ def _train_recipe(recipe: Recipe, store: Store, reporter: Reporter, force: bool,
 
     settings = pick_device(device)
     normalizer = Normalizer.from_images(data.train_images, recipe.image_size)
+    reporter.message(f"training {recipe.name} ({recipe.model.arch}, {folds.n_folds} folds, "
+                     f"{recipe.train.epochs} epochs, seeds {recipe.train.seeds}) on {settings.device}")
     todo = []
     for s in recipe.train.seeds:
         for k in range(folds.n_folds):
