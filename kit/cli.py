@@ -54,11 +54,14 @@ def train(
     recipes: Annotated[list[Path], typer.Argument(help="Recipe YAML files, trained one after the other.")],
     force: Annotated[bool, typer.Option("--force", help="Retrain folds that are already in the store.")] = False,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, or cuda:N.")] = "auto",
+    wait: Annotated[bool, typer.Option("--wait", help="If another kit process trains the same model, wait for it "
+                                                       "instead of refusing.")] = False,
     store: StoreOption = Path("store"),
 ):
     """Train each recipe k-fold and write its out-of-fold and test predictions to the store.
 
-    Finished folds are skipped, so rerunning after a crash only trains what is missing.
+    Finished folds are skipped and an unfinished fold resumes from its last finished epoch,
+    so rerunning after a crash only trains what is missing.
 
     Example: [bold]kit train recipes/digits/vgg_small.yaml recipes/digits/resnet_small.yaml[/bold]
     """
@@ -74,9 +77,7 @@ def train(
         raise KitError(f"two recipes are both named '{dup}'; give one a different name: field")
     summaries = []
     for recipe in loaded:
-        console.print(f"[bold]training[/bold] {recipe.name} ({recipe.model.arch}, {recipe.cv.folds} folds, "
-                      f"{recipe.train.epochs} epochs, seeds {recipe.train.seeds})")
-        s = train_recipe(recipe, Store(store), RichReporter(), force=force, device=device)
+        s = train_recipe(recipe, Store(store), RichReporter(), force=force, device=device, wait=wait)
         summaries.append(s)
         console.print(f"[green]{s.model}[/green]: CV accuracy {s.cv['accuracy']:.4f}, log loss {s.cv['log_loss']:.4f}, "
                       f"{s.folds_trained} folds trained, {s.folds_skipped} skipped, {s.seconds:.1f} s")
@@ -212,6 +213,37 @@ def score(
     console.print(make_table(f"{submission} against {solution}", ["class", "precision", "recall", "f1", "support"], rows))
     console.print(f"[bold]accuracy {metrics['accuracy']:.4f}[/bold]  macro F1 {metrics['macro_f1']:.4f}"
                   + (f"  log loss {metrics['log_loss']:.4f}" if metrics["kind"] == "probabilities" else ""))
+
+
+@app.command()
+@exits_cleanly
+def validate(
+    submission: Annotated[Path, typer.Argument(help="The submission CSV to check.")],
+    competition: Annotated[Optional[str], typer.Option(
+        "--competition", "-c", help="A competition in the store, a built-in one, or a competition .yaml file.")] = None,
+    store: StoreOption = Path("store"),
+):
+    """Check a submission against the competition's sample submission before you upload it.
+
+    Ids and their order, columns, label spelling, empty cells and NaNs, probability ranges.
+
+    Example: [bold]kit validate submissions/digits-demo.csv[/bold]
+    """
+    from .competition import BUILTIN, load_competition, resolve_competition
+    from .store import Store
+    from .submit import validate_submission
+
+    s = Store(store)
+    if competition and competition not in s.competitions() and (competition in BUILTIN or competition.endswith((".yaml", ".yml"))):
+        data = load_competition(resolve_competition(competition, "--competition"))
+        sample, classes = data.sample_submission, data.classes
+    else:
+        name = s.pick_competition(competition)
+        sample, classes = s.sample_submission(name), s.classes(name)
+    fmt = validate_submission(submission, sample, classes)
+    kind = "probabilities" if fmt.probabilities else "labels"
+    console.print(f"[bold green]valid:[/bold green] {submission}: {len(fmt.ids)} rows, columns {', '.join(fmt.columns)} "
+                  f"({kind}), as in {sample}")
 
 
 def main() -> None:

@@ -66,7 +66,7 @@ class RichReporter(Reporter):
         self.console.print(make_table(title, columns, rows, highlight))
 
     def message(self, text):
-        self.console.print(f"[dim]{text}[/dim]")
+        self.console.print(text, style="dim", highlight=False)
 
 
 def error(text: str) -> None:

@@ -77,6 +77,9 @@ def load_or_make_folds(competition_dir: Path, ids: np.ndarray, labels: np.ndarra
 
 
 def read_folds(path: Path) -> Folds:
+    if not path.is_file():
+        raise StoreError(f"{path}: missing; the models trained on these folds cannot be blended "
+                         f"(restore the file, or retrain them with --force to make new folds)")
     try:
         frame = pd.read_csv(path, dtype={"id": str, "label": str}, keep_default_na=False)
         fold = frame["fold"].to_numpy(dtype=np.int64)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator
 
 from .competition import CompetitionSpec, resolve_competition
 from .errors import RecipeError
@@ -95,6 +95,12 @@ class Recipe(Strict):
     cv: CVConfig = Field(default_factory=CVConfig)
     train: TrainConfig
     predict: PredictConfig = Field(default_factory=PredictConfig)
+    # where the recipe came from, for error messages that surface later (training, blending)
+    _source: str = PrivateAttr(default="recipe")
+
+    @property
+    def source(self) -> str:
+        return self._source
 
     @property
     def competition_spec(self) -> CompetitionSpec:
@@ -135,6 +141,7 @@ def recipe_from_dict(data: Any, source: str = "recipe", default_name: str = "") 
         raise RecipeError(format_validation_error(source, Recipe, exc)) from None
     if not recipe.name:
         raise RecipeError(f"{source}: name: required when the recipe has no file name")
+    recipe._source = source
     recipe.competition = resolve_competition(recipe.competition, source)
     from .models import check_model  # torch-heavy: imported only once a recipe is otherwise valid
 

@@ -41,7 +41,7 @@ def _describe(model: type[BaseModel], error: dict) -> str:
     loc = tuple(error["loc"])
     # pydantic puts the name of the union branch it tried into loc ('int', 'str', 'function-after'...);
     # users never wrote those, so drop them from the path.
-    shown = [str(p) for p in loc if not (isinstance(p, str) and (p in _BRANCH_NAMES or "[" in p))]
+    shown = [str(p) for p in loc if not _is_branch_name(p)]
     path = ".".join(shown) or "(top level)"
     kind = error["type"]
     given = error.get("input")
@@ -63,9 +63,19 @@ _BRANCH_NAMES = {"int", "str", "float", "bool", "list", "dict", "tuple", "functi
                  "constrained-float", "is-instance", "union"}
 
 
+def _is_branch_name(part) -> bool:
+    """pydantic names union branches in loc: 'int', 'function-after[...]', or a model's class name."""
+    return isinstance(part, str) and (part in _BRANCH_NAMES or "[" in part or part[:1].isupper())
+
+
 def format_validation_error(source: str, model: type[BaseModel], exc: ValidationError, limit: int = 3) -> str:
     """'recipes/x.yaml: train.optimizer.name: 'adamx' is not one of adam, adamw, ...' on one line."""
     errors = exc.errors(include_url=False)
+    # `str | Section` given a mapping fails both branches: drop the "not a str" error when the
+    # other branch says what is wrong inside the mapping
+    paths = [".".join(str(p) for p in e["loc"] if not _is_branch_name(p)) for e in errors]
+    errors = [e for e, path in zip(errors, paths)
+              if not (e["type"].endswith("_type") and any(o != path and o.startswith(path + ".") for o in paths))]
     # a value that fails every branch of a union yields one error per branch; say it once
     seen, lines = set(), []
     for error in errors:

@@ -2,6 +2,7 @@
 
     store/<competition>/
       sample_submission.csv               a copy of the competition's, for writing submissions
+      locks/<model>.lock                  held by the kit process training <model>
       folds/k5-seed42.csv                 id, label, fold
       models/<model>/
         model.json                        manifest: recipe hash, folds hash, data fingerprint, classes, status
@@ -12,6 +13,7 @@
           test.npz                        ids, probs   (every test image)
           history.csv                     per-epoch losses, accuracies, lr, seconds
           weights.pt                      the best epoch's state dict
+          checkpoint.pt                   while the fold trains: the state after the last epoch
           fold.json                       written last: the fold is done
 
 Every file is written atomically (fileio), so a killed run leaves whole files or none.
@@ -68,6 +70,13 @@ class Store:
         data = Path(source).read_bytes()
         if not target.is_file() or target.read_bytes() != data:
             fileio.write_bytes(target, data)
+
+    def classes(self, competition: str) -> list[str]:
+        """The competition's classes as its models recorded them."""
+        for name in self.model_names(competition):
+            return self.manifest(competition, name)["classes"]
+        raise StoreError(f"{self.competition_dir(competition)}: no model yet, so its classes are unknown; "
+                         f"train one first or name the competition file")
 
     # ---- listing
     def competitions(self) -> list[str]:
@@ -170,3 +179,42 @@ def read_npz(path: Path, keys: tuple[str, ...]) -> dict:
 
 def write_manifest(path: Path, manifest: dict) -> None:
     fileio.write_json(path, manifest)
+
+
+def verify_model(model_dir: Path) -> list[str]:
+    """Problems with the files a model folder holds right now ([] when every file is whole).
+
+    A run may stop at any moment, so a fold folder may lack files; but every file that exists
+    must read back whole, and a fold marked done (fold.json) must have all its files."""
+    import torch
+
+    problems = []
+
+    def readable(path: Path, load) -> None:
+        try:
+            load(path)
+        except Exception as exc:  # what matters is only that it does not read back
+            problems.append(f"{path}: unreadable ({type(exc).__name__})")
+
+    def load_npz(path):
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+
+    for path in sorted(Path(model_dir).rglob("*")):
+        if not path.is_file():
+            continue
+        if path.name.endswith(".tmp"):
+            continue  # a temporary file a killed writer left; never read, replaced on the next write
+        if path.suffix == ".json":
+            readable(path, lambda p: json.loads(p.read_text()))
+        elif path.suffix == ".npz":
+            readable(path, load_npz)
+        elif path.suffix == ".pt":
+            readable(path, lambda p: torch.load(p, map_location="cpu", weights_only=False))
+        elif path.suffix in (".csv", ".yaml"):
+            readable(path, lambda p: p.read_text(encoding="utf-8"))
+    for done in Path(model_dir).rglob("fold.json"):
+        for name in ("oof.npz", "test.npz", "history.csv", "weights.pt"):
+            if not (done.parent / name).is_file():
+                problems.append(f"{done.parent}: marked done but {name} is missing")
+    return problems

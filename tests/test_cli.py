@@ -61,3 +61,16 @@ def test_bad_input_is_one_red_line_exit_2_and_store_untouched(trained_store, wor
     assert "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1, result.output
     assert _tree_checksums(trained_store) == before
+
+
+def test_validate_accepts_a_blend_and_names_a_broken_copy(trained_store, workdir):
+    assert invoke("blend", "--out", workdir / "submissions" / "ok.csv").exit_code == 0
+    result = invoke("validate", workdir / "submissions" / "ok.csv")
+    assert result.exit_code == 0 and "valid:" in result.output and "360 rows" in result.output
+    lines = (workdir / "submissions" / "ok.csv").read_text().splitlines()
+    broken = workdir / "broken.csv"
+    broken.write_text("\n".join(lines[:5] + [lines[5].split(",")[0] + ",nan"] + lines[6:]) + "\n")
+    result = invoke("validate", broken)
+    assert result.exit_code == 2 and "line 6: label 'nan' is not a class" in result.output
+    result = invoke("validate", broken, "--competition", "digits")
+    assert result.exit_code == 2 and "line 6" in result.output

@@ -41,6 +41,8 @@ def read_pixel_csv(spec: CompetitionSpec, field: str, with_labels: bool):
     path = spec.path(getattr(spec, field))
     dtypes = {spec.id_column: str, spec.label_column: str}
     frame = read_csv(path, field, dtype=dtypes)
+    if frame.empty:
+        raise DataError(f"{path}: no images (the file has a header but no rows)")
     if with_labels:
         require_column(frame, path, spec.label_column, "label_column")
     if spec.id_column in frame.columns:
@@ -59,7 +61,7 @@ def read_pixel_csv(spec: CompetitionSpec, field: str, with_labels: bool):
     if bad.any():
         row, col = np.argwhere(bad)[0]
         raise DataError(f"{path}: line {row + 2}, column '{pixel_columns[col]}': pixel value "
-                        f"{frame[pixel_columns[col]].iloc[row]!r} is not a number from 0 to 255")
+                        f"'{frame[pixel_columns[col]].iloc[row]}' is not a number from 0 to 255")
     images = pixels.astype(np.uint8).reshape(len(frame), side, side, 1)
     labels = None
     if with_labels:

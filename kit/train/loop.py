@@ -19,6 +19,7 @@ from torch import nn
 from ..progress import SILENT, Reporter
 from ..recipe import TrainConfig
 from .batches import ArrayBatches
+from .checkpoint import EpochCheckpoint, rng_state, set_rng_state
 from .device import DeviceSettings
 from .optim import LRSchedule, build_optimizer
 
@@ -34,8 +35,11 @@ class FitResult:
 
 
 def fit(model: nn.Module, train_batches: ArrayBatches, val_batches: ArrayBatches, cfg: TrainConfig,
-        settings: DeviceSettings, reporter: Reporter = SILENT, progress_key: str = "epochs") -> FitResult:
-    """Train `model` in place for cfg.epochs; on return it holds the weights of its best epoch (lowest val loss)."""
+        settings: DeviceSettings, reporter: Reporter = SILENT, progress_key: str = "epochs",
+        checkpoint: EpochCheckpoint | None = None) -> FitResult:
+    """Train `model` in place for cfg.epochs; on return it holds the weights of its best epoch (lowest val loss).
+
+    With a `checkpoint`, the state is saved after every epoch and a saved state is resumed from."""
     model.to(settings.device)
     if settings.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -43,7 +47,17 @@ def fit(model: nn.Module, train_batches: ArrayBatches, val_batches: ArrayBatches
     schedule = LRSchedule(optimizer, cfg.scheduler, cfg.epochs, len(train_batches))
     scaler = torch.amp.GradScaler(settings.device.type, enabled=settings.uses_grad_scaler)
     result, best_state, best_loss = FitResult(), None, math.inf
-    for epoch in range(cfg.epochs):
+    parts = {"model": model, "optimizer": optimizer, "schedule": schedule, "scaler": scaler, "batches": train_batches}
+    saved = checkpoint.load() if checkpoint else None
+    if saved:
+        for name, part in parts.items():
+            part.load_state_dict(saved[name])
+        set_rng_state(saved["rng"])
+        result.history, result.best_epoch = saved["history"], saved["best_epoch"]
+        best_state, best_loss = saved["best_state"], saved["best_loss"]
+        reporter.message(f"resuming from the checkpoint after epoch {len(result.history)}")
+        reporter.advance(progress_key, len(result.history))
+    for epoch in range(len(result.history), cfg.epochs):
         started = time.perf_counter()
         lr = schedule.lr
         train_loss, train_acc = _train_epoch(model, train_batches, optimizer, schedule, scaler, cfg, settings,
@@ -59,6 +73,10 @@ def fit(model: nn.Module, train_batches: ArrayBatches, val_batches: ArrayBatches
         if val_loss < best_loss:
             best_loss, result.best_epoch = val_loss, epoch
             best_state = copy.deepcopy({k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
+        if checkpoint:
+            checkpoint.save({**{name: part.state_dict() for name, part in parts.items()}, "rng": rng_state(),
+                             "history": result.history, "best_epoch": result.best_epoch,
+                             "best_state": best_state, "best_loss": best_loss})
         reporter.advance(progress_key, 0, description=f"epoch {epoch + 1}/{cfg.epochs} val_loss {val_loss:.4f} acc {val_acc:.4f}")
     if best_state is not None:
         model.load_state_dict(best_state)

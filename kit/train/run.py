@@ -20,14 +20,16 @@ import yaml
 
 from .. import __version__, fileio
 from ..competition import CompetitionData, load_competition
-from ..errors import StoreError
+from ..errors import DataError, RecipeError, StoreError
 from ..folds import Folds, load_or_make_folds
+from ..lock import exclusive
 from ..models import build_model
 from ..progress import SILENT, Reporter
 from ..recipe import Recipe
 from ..report import classification_metrics
 from ..store import Store, read_json
 from .batches import ArrayBatches, Normalizer
+from .checkpoint import EpochCheckpoint
 from .device import DeviceSettings, pick_device
 from .loop import fit, predict_proba
 
@@ -44,11 +46,27 @@ class TrainSummary:
 
 
 def train_recipe(recipe: Recipe, store: Store, reporter: Reporter = SILENT, force: bool = False,
-                 device: str = "auto") -> TrainSummary:
+                 device: str = "auto", wait: bool = False) -> TrainSummary:
+    """Train every (seed, fold) of `recipe` that the store lacks; one process per model at a time."""
     started = time.perf_counter()
+    # everything that can fail on bad input happens before the store is written to
     data = load_competition(recipe.competition_spec)
-    folds = load_or_make_folds(store.competition_dir(data.name), data.train_ids, data.train_labels, data.classes,
-                               recipe.cv.folds, recipe.cv.seed)
+    try:
+        build_model(recipe.model, data.num_classes, data.channels, recipe.image_size or data.image_size[0])
+    except RecipeError as exc:
+        raise RecipeError(f"{recipe.source}: {exc}") from None
+    try:
+        folds = load_or_make_folds(store.competition_dir(data.name), data.train_ids, data.train_labels, data.classes,
+                                   recipe.cv.folds, recipe.cv.seed)
+    except DataError as exc:
+        raise DataError(f"{recipe.source}: {exc}") if str(exc).startswith("cv.") else exc from None
+    lock = store.competition_dir(data.name) / "locks" / f"{recipe.name}.lock"
+    with exclusive(lock, f"model '{recipe.name}'", wait=wait):
+        return _train_recipe(recipe, data, folds, store, reporter, force, device, started)
+
+
+def _train_recipe(recipe: Recipe, data: CompetitionData, folds: Folds, store: Store, reporter: Reporter,
+                  force: bool, device: str, started: float) -> TrainSummary:
     store.keep_sample_submission(data.name, data.sample_submission)
     model_dir = store.model_dir(data.name, recipe.name)
     manifest = _manifest(recipe, data, folds, store)
@@ -60,8 +78,15 @@ def train_recipe(recipe: Recipe, store: Store, reporter: Reporter = SILENT, forc
 
     settings = pick_device(device)
     normalizer = Normalizer.from_images(data.train_images, recipe.image_size)
-    todo = [(s, k) for s in recipe.train.seeds for k in range(folds.n_folds)
-            if not store.is_fold_done(data.name, recipe.name, s, k)]
+    reporter.message(f"training {recipe.name} ({recipe.model.arch}, {folds.n_folds} folds, "
+                     f"{recipe.train.epochs} epochs, seeds {recipe.train.seeds}) on {settings.device}")
+    todo = []
+    for s in recipe.train.seeds:
+        for k in range(folds.n_folds):
+            if not store.is_fold_done(data.name, recipe.name, s, k):
+                todo.append((s, k))
+            else:  # killed between finishing the fold and removing its checkpoint
+                (store.fold_dir(data.name, recipe.name, s, k) / "checkpoint.pt").unlink(missing_ok=True)
     done = len(recipe.train.seeds) * folds.n_folds - len(todo)
     if done:
         reporter.message(f"{recipe.name}: {done} of {done + len(todo)} (seed, fold) runs already in the store, "
@@ -108,7 +133,8 @@ def train_fold(recipe: Recipe, data: CompetitionData, folds: Folds, k: int, seed
     test_batches = ArrayBatches(data.test_images, None, np.arange(len(data.test_ids)), recipe.predict.batch_size,
                                 normalizer)
     started = time.perf_counter()
-    result = fit(model, train_batches, val_batches, cfg, settings, reporter, progress_key="train")
+    checkpoint = EpochCheckpoint(fold_dir / "checkpoint.pt", key=recipe.hash)
+    result = fit(model, train_batches, val_batches, cfg, settings, reporter, progress_key="train", checkpoint=checkpoint)
     oof = predict_proba(model, val_batches, settings)
     test = predict_proba(model, test_batches, settings)
 
@@ -120,8 +146,10 @@ def train_fold(recipe: Recipe, data: CompetitionData, folds: Folds, k: int, seed
     fileio.write_bytes(fold_dir / "weights.pt", buffer.getvalue())
     record = {"seed": seed, "fold": k, "best_epoch": result.best_epoch + 1, "val_loss": result.best["val_loss"],
               "val_acc": result.best["val_acc"], "train_rows": len(train_idx), "val_rows": len(val_idx),
-              "seconds": time.perf_counter() - started, "device": str(settings.device), "history": result.history}
+              # summed over epochs, so a resumed fold still reports its whole training time
+              "seconds": sum(h["seconds"] for h in result.history), "device": str(settings.device), "history": result.history}
     fileio.write_json(fold_dir / "fold.json", record)
+    checkpoint.remove()
     return record
 
 

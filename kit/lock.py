@@ -1,0 +1,57 @@
+"""One trainer per model: an OS file lock that dies with its process.
+
+Two `kit train` runs of the same recipe on one store would write the same fold files; the
+second one therefore refuses (or, with wait=True, waits) while the first holds the lock. The
+lock is an flock/LockFileEx on a small file, so a killed process (even by SIGKILL) releases it:
+there is never a stale lock to delete by hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+from pathlib import Path
+
+from .errors import StoreError
+
+if os.name == "nt":  # pragma: no cover - exercised on Windows only
+    import msvcrt
+
+    def _try_lock(f, wait: bool) -> bool:
+        try:
+            msvcrt.locking(f.fileno(), msvcrt.LK_LOCK if wait else msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+else:
+    import fcntl
+
+    def _try_lock(f, wait: bool) -> bool:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            return True
+        except BlockingIOError:
+            return False
+
+
+@contextlib.contextmanager
+def exclusive(path: Path, what: str, wait: bool = False):
+    """Hold an exclusive lock on `path` for the block; StoreError if another process holds it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+", encoding="utf-8") as f:
+        if not _try_lock(f, wait):
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise StoreError(f"{path}: {what} is in use by {holder}; wait for it to finish "
+                             f"(or rerun with --wait), or stop it: a stopped run resumes where it left off")
+        f.seek(0)
+        f.truncate()
+        f.write(f"kit pid {os.getpid()} since {dt.datetime.now().isoformat(timespec='seconds')}")
+        f.flush()
+        try:
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()

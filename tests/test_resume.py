@@ -1,0 +1,55 @@
+"""A run killed mid-fold continues from its last finished epoch and ends where an uninterrupted run ends."""
+
+import numpy as np
+import pytest
+
+from kit.progress import Reporter
+from kit.recipe import load_recipe
+from kit.store import Store
+from kit.train import train_recipe
+from tests.conftest import write_recipe
+
+
+class KillAfterEpochs(Reporter):
+    """Raises (like a SIGINT would) once `n` epochs have finished and been checkpointed."""
+
+    def __init__(self, n):
+        self.n, self.finished = n, 0
+
+    def advance(self, key, steps=1, description=None):
+        if description and description.startswith("epoch "):
+            self.finished += 1
+            if self.finished == self.n:
+                raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("kill_after", [1, 4])  # mid fold 0; mid fold 1 (fold 0 done)
+def test_resumed_run_equals_uninterrupted_run(workdir, kill_after):
+    changes = dict(train__epochs=3, train__scheduler={"name": "cosine"},
+                   model={"arch": "vgg_small", "params": {"widths": [8, 16], "dropout": 0.3}})
+    store = Store(workdir / "store")
+    straight = train_recipe(load_recipe(write_recipe(workdir / "recipes", "straight", **changes)), store)
+
+    path = write_recipe(workdir / "recipes", "killed", **changes)
+    with pytest.raises(KeyboardInterrupt):
+        train_recipe(load_recipe(path), store, KillAfterEpochs(kill_after))
+    fold = kill_after // 3
+    checkpoint = workdir / "store" / "digits" / "models" / "killed" / "seed0" / f"fold{fold}" / "checkpoint.pt"
+    assert checkpoint.is_file()
+    resumed = train_recipe(load_recipe(path), store)
+    assert resumed.folds_skipped == fold
+    assert not checkpoint.exists()  # removed once the fold is done
+    a, b = store.load_member("digits", "straight"), store.load_member("digits", "killed")
+    assert np.array_equal(a.oof, b.oof) and np.array_equal(a.test, b.test)
+    assert resumed.cv["accuracy"] == straight.cv["accuracy"]
+
+
+def test_checkpoint_of_another_recipe_or_damaged_is_not_resumed(tmp_path):
+    from kit.train.checkpoint import EpochCheckpoint
+
+    path = tmp_path / "checkpoint.pt"
+    EpochCheckpoint(path, key="recipe-a").save({"history": [1]})
+    assert EpochCheckpoint(path, key="recipe-a").load()["history"] == [1]
+    assert EpochCheckpoint(path, key="recipe-b").load() is None
+    path.write_bytes(path.read_bytes()[:20])  # truncated
+    assert EpochCheckpoint(path, key="recipe-a").load() is None
