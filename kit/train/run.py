@@ -46,7 +46,7 @@ class TrainSummary:
 def train_recipe(recipe: Recipe, store: Store, reporter: Reporter = SILENT, force: bool = False,
                  device: str = "auto") -> TrainSummary:
     started = time.perf_counter()
-    data = load_competition(recipe.competition_spec)
+    data = load_competition(recipe.competition_spec, image_size=recipe.image_size, reporter=reporter)
     folds = load_or_make_folds(store.competition_dir(data.name), data.train_ids, data.train_labels, data.classes,
                                recipe.cv.folds, recipe.cv.seed)
     store.keep_sample_submission(data.name, data.sample_submission)
