@@ -35,6 +35,14 @@ class Listing:
     sample_submission: Path | None = None
 
 
+def array_listing(spec, read_split) -> Listing:
+    """The Listing of an array layout, from its reader of one split: (ids, images, labels or None)."""
+    train_ids, train_images, train_labels = read_split(spec, "train", with_labels=True)
+    test_ids, test_images, _ = read_split(spec, "test", with_labels=False)
+    return Listing(train_ids=train_ids, train_labels=train_labels, test_ids=test_ids, train_images=train_images,
+                   test_images=test_images)
+
+
 @dataclass
 class CompetitionData:
     name: str

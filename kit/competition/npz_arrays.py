@@ -13,16 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .data import Listing
+from .data import Listing, array_listing
 from .files import first_duplicate
 from .spec import NpzSpec
 
 
 def read_npz(spec: NpzSpec) -> Listing:
-    train_ids, train_images, train_labels = read_npz_split(spec, "train", with_labels=True)
-    test_ids, test_images, _ = read_npz_split(spec, "test", with_labels=False)
-    return Listing(train_ids=train_ids, train_labels=train_labels, test_ids=test_ids, train_images=train_images,
-                   test_images=test_images)
+    return array_listing(spec, read_npz_split)
 
 
 def read_npz_split(spec: NpzSpec, field: str, with_labels: bool):

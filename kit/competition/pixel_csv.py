@@ -9,16 +9,13 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from .data import Listing
+from .data import Listing, array_listing
 from .spec import PixelCsvSpec
 from .tables import check_unique_ids, read_csv, require_column
 
 
 def read_pixel_listing(spec: PixelCsvSpec) -> Listing:
-    train_ids, train_images, train_labels = read_pixel_csv(spec, "train", with_labels=True)
-    test_ids, test_images, _ = read_pixel_csv(spec, "test", with_labels=False)
-    return Listing(train_ids=train_ids, train_labels=train_labels, test_ids=test_ids, train_images=train_images,
-                   test_images=test_images)
+    return array_listing(spec, read_pixel_csv)
 
 
 def read_pixel_csv(spec: PixelCsvSpec, field: str, with_labels: bool):

@@ -23,9 +23,9 @@ ids carry their extension as in some Kaggle CSVs).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field
 
 from ..schema import Strict
 
@@ -65,6 +65,10 @@ def _check_pattern(value: str) -> str:
     return value
 
 
+# a folder and a file name with {id} in it: 'train/{id}', 'test/{id}.png'
+ImagePatternText = Annotated[str, AfterValidator(_check_pattern)]
+
+
 class ImageFilesSpec(CompetitionSpec):
     """Layouts whose images are files (PNG, JPEG, ...): decoded once into kit's image cache."""
 
@@ -74,12 +78,8 @@ class ImageFilesSpec(CompetitionSpec):
     # 1 (grayscale) or 3 (RGB); None: 3 if any of a sample of the images is in colour, else 1
     channels: Literal[1, 3] | None = None
     # where the test images are; their ids come from the sample submission (or the file names without one)
-    test_images: str = "test/{id}"
+    test_images: ImagePatternText = "test/{id}"
 
-    @field_validator("test_images")
-    @classmethod
-    def _test_pattern(cls, value: str) -> str:
-        return _check_pattern(value)
 
 
 class LabelsCsvSpec(ImageFilesSpec):
@@ -87,13 +87,8 @@ class LabelsCsvSpec(ImageFilesSpec):
 
     layout: Literal["labels_csv"] = "labels_csv"
     train_labels: str = "trainLabels.csv"
-    train_images: str = "train/{id}"
+    train_images: ImagePatternText = "train/{id}"
     sample_submission: str | None = "sampleSubmission.csv"
-
-    @field_validator("train_images")
-    @classmethod
-    def _train_pattern(cls, value: str) -> str:
-        return _check_pattern(value)
 
 
 class ClassFoldersSpec(ImageFilesSpec):
