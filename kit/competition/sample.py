@@ -22,6 +22,8 @@ def read_sample(spec: CompetitionSpec) -> tuple[Path, pd.DataFrame] | None:
     frame = read_text_table(path, "sample_submission")
     if frame.shape[1] < 2:
         raise DataError(f"{path}: expected an id column and at least one answer column, found {list(frame.columns)}")
+    if frame.empty:
+        raise DataError(f"{path}: no rows; the sample submission must list every test image once")
     return path, frame
 
 
