@@ -219,3 +219,23 @@ def test_prepare_cli_summarises_and_fails_cleanly(tmp_path, monkeypatch):
     result = runner.invoke(app, ["prepare", "comp.yaml"])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "line 3: id 'im1' has no image file" in result.output
+
+
+def test_train_and_blend_on_an_image_folder_competition(tmp_path, monkeypatch):
+    """kit train reads the memory-mapped cache; the blended submission follows sampleSubmission.csv."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KIT_STORE", str(tmp_path / "store"))
+    monkeypatch.setenv("KIT_SUBMISSIONS", str(tmp_path / "submissions"))
+    competitions.labels_csv(tmp_path / "comp", labels=("cat", "dog", "fox") * 4, n_test=5)
+    recipe = {"competition": {"name": "tiny", "layout": "labels_csv", "root": "comp"},
+              "model": {"arch": "vgg_small", "params": {"widths": [4], "convs_per_stage": 1}},
+              "cv": {"folds": 2, "seed": 0}, "train": {"epochs": 1, "batch_size": 4}}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "r.yaml"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["blend", "--out", "sub.csv"])
+    assert result.exit_code == 0, result.output
+    sub = pd.read_csv(tmp_path / "sub.csv", dtype=str)
+    assert list(sub["id"]) == list(pd.read_csv(tmp_path / "comp" / "sampleSubmission.csv", dtype=str)["id"])
+    assert set(sub["label"]) <= {"cat", "dog", "fox"}
