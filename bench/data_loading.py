@@ -5,7 +5,8 @@
 1. The one-time decode: every image of the competition (60,000 JPEGs) decoded into a fresh cache
    in a temporary folder, in parallel; prints images/s. Then a second load, which finds the cache
    and memory-maps it; prints its seconds.
-2. Epochs of a small CNN on 10,000 training images, fed two ways in the same process, alternating:
+2. Epochs of a small CNN on 10,000 training images, fed two ways in the same process, taking
+   turns batch by batch (so that load from other processes on a shared machine hits both alike):
      kit:       the memory-mapped cache through kit's ArrayBatches (gather rows, to float, normalise),
                 exactly what `kit train` does;
      in-memory: the same images as a normalised float tensor built beforehand, batches sliced from it.
@@ -85,6 +86,8 @@ def main() -> int:
 
 
 def time_epochs(data, args) -> tuple[list[float], list[float]]:
+    """Seconds per epoch of each path. The two paths take turns batch by batch (who goes first
+    alternates), so a busy neighbour on a shared machine slows both alike instead of one epoch."""
     rows = np.arange(min(args.images, len(data.train_ids)))
     labels = data.train_labels
     normalizer = Normalizer.from_images(data.train_images, None)
@@ -103,27 +106,38 @@ def time_epochs(data, args) -> tuple[list[float], list[float]]:
         loss.backward()
         optimizer.step()
 
-    def kit_epoch(seed):
-        for x, y in ArrayBatches(data.train_images, labels, rows, args.batch_size, normalizer, shuffle=True,
-                                 seed=seed, drop_last=True):
-            step(x, y)
+    def kit_batches(seed):
+        # what kit train does: gather rows from the memory-mapped cache, to float, normalise
+        yield from ArrayBatches(data.train_images, labels, rows, args.batch_size, normalizer, shuffle=True,
+                                seed=seed, drop_last=True)
 
-    def memory_epoch(seed):
+    def memory_batches(seed):
         order = torch.from_numpy(np.random.default_rng(seed).permutation(len(rows)))
         for b in range(len(rows) // args.batch_size):
             idx = order[b * args.batch_size:(b + 1) * args.batch_size]
-            step(tensor[idx], tensor_labels[idx])
+            yield tensor[idx], tensor_labels[idx]
+
+    def timed_step(batches):
+        started = time.perf_counter()
+        x, y = next(batches)  # fetching the batch is part of what is timed
+        step(x, y)
+        return time.perf_counter() - started
 
     kit, memory = [], []
-    for epoch in range(args.epochs + 1):  # epoch 0 of each path warms up and is not counted
-        paths = [(kit_epoch, kit), (memory_epoch, memory)]
-        for run, times in paths if epoch % 2 else paths[::-1]:  # alternate who goes first
-            started = time.perf_counter()
-            run(epoch)
-            if epoch:
-                times.append(time.perf_counter() - started)
+    for epoch in range(args.epochs + 1):  # epoch 0 warms up and is not counted
+        from_kit, from_memory = kit_batches(epoch), memory_batches(epoch)
+        kit_s = memory_s = 0.0
+        for b in range(len(rows) // args.batch_size):
+            if b % 2:
+                kit_s += timed_step(from_kit)
+                memory_s += timed_step(from_memory)
+            else:
+                memory_s += timed_step(from_memory)
+                kit_s += timed_step(from_kit)
         if epoch:
-            print(f"  epoch {epoch}: kit {kit[-1]:.2f} s, in-memory {memory[-1]:.2f} s", flush=True)
+            kit.append(kit_s)
+            memory.append(memory_s)
+            print(f"  epoch {epoch}: kit {kit_s:.2f} s, in-memory {memory_s:.2f} s", flush=True)
     return kit, memory
 
 
