@@ -22,7 +22,7 @@ def _cache_beside_the_data(monkeypatch):
 
 
 def _spec(root, **fields):
-    return LabelsCsvSpec(name="tiny", root=root, **fields)
+    return LabelsCsvSpec(**{"name": "tiny", "root": root, **fields})
 
 
 def test_second_load_memory_maps_without_decoding(tmp_path, monkeypatch):
@@ -135,3 +135,5 @@ def test_each_decode_size_has_its_own_slot_and_kit_cache_moves_them(tmp_path, mo
     assert {small.cache_folder.name, large.cache_folder.name} == {"4px-auto", "16px-auto"}
     assert not load_competition(_spec(tmp_path / "comp"), image_size=4).decoded
     assert not (tmp_path / "comp" / ".kit-cache").exists()
+    # a subset of the same files (another competition name) finds the same decoded images
+    assert not load_competition(_spec(tmp_path / "comp", name="tiny-4", train_subset=4), image_size=4).decoded

@@ -14,7 +14,7 @@ its own slot, so recipes at different sizes do not evict each other.
 A decode writes to temporary files and renames them into place after removing the old
 meta.json, so a killed decode never leaves a cache that a later run trusts. KIT_CACHE moves the
 cache elsewhere (for a read-only root such as Kaggle's /kaggle/input):
-<KIT_CACHE>/<competition>-<hash of its root>/<slot>/.
+<KIT_CACHE>/<root's folder name>-<hash of its path>/<slot>/.
 """
 
 from __future__ import annotations
@@ -52,7 +52,9 @@ class CachedImages:
 def cache_folder(spec: CompetitionSpec) -> Path:
     custom = os.environ.get("KIT_CACHE")
     if custom:
-        return Path(custom) / f"{spec.name}-{hashlib.sha256(str(spec.root.resolve()).encode()).hexdigest()[:8]}"
+        # one folder per competition root, as beside the data: a subset of it shares the decoded images
+        root = spec.root.resolve()
+        return Path(custom) / f"{root.name}-{hashlib.sha256(str(root).encode()).hexdigest()[:8]}"
     return spec.root / ".kit-cache"
 
 
