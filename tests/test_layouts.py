@@ -43,6 +43,15 @@ def test_grayscale_jpegs_with_integer_labels_spelled_as_given(tmp_path):
     assert data.channels == 1
 
 
+def test_a_colour_image_in_a_grayscale_set_is_named_not_converted(tmp_path):
+    competitions.labels_csv(tmp_path, labels=("cat", "dog") * 20, channels=1)
+    competitions.save(tmp_path / "train" / "im1.png", competitions.images(1, channels=3)[0])  # not among the sampled
+    with pytest.raises(DataError, match=r"train/im1.png: a colour image \(RGB\) where the sampled images are grayscale"):
+        load_competition(LabelsCsvSpec(name="tiny", root=tmp_path))
+    assert load_competition(LabelsCsvSpec(name="tiny", root=tmp_path, channels=1)).train_images.shape[-1] == 1
+    assert load_competition(LabelsCsvSpec(name="tiny", root=tmp_path, channels=3)).train_images.shape[-1] == 3
+
+
 def test_ids_that_carry_their_extension_and_explicit_patterns(tmp_path):
     made = competitions.labels_csv(tmp_path)
     frame = pd.read_csv(tmp_path / "trainLabels.csv")

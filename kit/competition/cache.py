@@ -130,7 +130,8 @@ def _decode(spec: ImageFilesSpec, folder: Path, key: str, train: list[str], test
             os.close(fd)
             temporary.append(Path(tmp))
             np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), height, width, channels)).flush()
-            digests += decode_files(Path(tmp), 0, paths, size, channels, native, reporter, "decode", workers)
+            digests += decode_files(Path(tmp), 0, paths, size, channels, native, reporter, "decode", workers,
+                                    inferred_gray=spec.channels is None and channels == 1)
         for tmp in temporary:
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())

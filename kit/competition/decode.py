@@ -81,13 +81,15 @@ def upright_size(image: Image.Image) -> tuple[int, int]:
 
 def decode_files(target: Path, offset: int, paths: list[str], size: int | None, channels: int,
                  native: tuple[int, int], reporter: Reporter = SILENT, key: str = "decode",
-                 workers: int | None = None) -> list[bytes]:
+                 workers: int | None = None, inferred_gray: bool = False) -> list[bytes]:
     """Decode `paths` into rows offset.. of the .npy file `target`; the hash of each file's bytes, in order.
 
-    With `size` None every image must be `native` (width, height) pixels; else each is resized to size x size."""
+    With `size` None every image must be `native` (width, height) pixels; else each is resized to size x size.
+    `inferred_gray`: one channel was chosen because a sample of the images was grayscale, so a colour
+    image is an error rather than silently losing its colour."""
     workers = default_workers() if workers is None else max(1, workers)
     chunk = int(np.clip(len(paths) // (workers * 16), 64, 2048))
-    tasks = [(str(target), offset + start, paths[start:start + chunk], size, channels, native)
+    tasks = [(str(target), offset + start, paths[start:start + chunk], size, channels, native, inferred_gray)
              for start in range(0, len(paths), chunk)]
     digests: list[list[bytes]] = [[] for _ in tasks]
     if workers == 1 or len(paths) < MIN_PARALLEL:
@@ -121,7 +123,7 @@ def _finish(result: tuple[list[bytes], tuple | None], task: tuple) -> list[bytes
 
 
 def decode_chunk(target: str, offset: int, paths: list[str], size: int | None, channels: int,
-                 native: tuple[int, int]) -> tuple[list[bytes], tuple | None]:
+                 native: tuple[int, int], inferred_gray: bool = False) -> tuple[list[bytes], tuple | None]:
     """Worker: decode `paths` into rows offset.. of `target`; (file hashes, None) or (hashes so far, (index, message))."""
     out = np.load(target, mmap_mode="r+")
     digests = []
@@ -136,6 +138,9 @@ def decode_chunk(target: str, offset: int, paths: list[str], size: int | None, c
                         return digests, (i, f"{width}x{height} pixels where the other images are "
                                             f"{native[0]}x{native[1]}; images of mixed sizes need an image_size "
                                             f"(in the competition or the recipe) to be resized to")
+                    if inferred_gray and image.mode not in GRAY_MODES:
+                        return digests, (i, f"a colour image ({image.mode}) where the sampled images are grayscale; "
+                                            f"set channels: 3 in the competition (or channels: 1 to convert it)")
                     out[offset + i] = to_array(image, size, channels)
             except Exception as exc:  # a damaged file is the user's data, not a bug: report which one
                 return digests, (i, f"not a readable image ({_reason(exc)})")
