@@ -26,5 +26,18 @@ demo: install
 test: install
 	$(BIN)/python -m pytest
 
+# CIFAR-10 as Kaggle laid it out, from the shared archive: unpacked into data/cifar10 (ignored by
+# git), then decoded once into kit's image cache (data/cifar10/.kit-cache) with a progress bar.
+CIFAR_ARCHIVE ?= ../shared/data/cifar10.tar.gz
+
+cifar10: data/cifar10/trainLabels.csv install
+	$(BIN)/kit prepare recipes/cifar10/competition.yaml
+
+data/cifar10/trainLabels.csv:
+	@test -f $(CIFAR_ARCHIVE) || { echo "$(CIFAR_ARCHIVE): no such file (make cifar10 CIFAR_ARCHIVE=path/to/cifar10.tar.gz)"; exit 2; }
+	mkdir -p data
+	tar xzf $(CIFAR_ARCHIVE) -C data
+	touch $@
+
 clean-store:
 	rm -rf store submissions/*.csv submissions/*.report

@@ -189,6 +189,36 @@ def models(
 
 @app.command()
 @exits_cleanly
+def prepare(
+    source: Annotated[str, typer.Argument(help="A recipe, a competition YAML file, or a built-in competition name.")],
+    workers: Annotated[Optional[int], typer.Option(help="Decoding processes (default: one per CPU core).")] = None,
+):
+    """Read a competition, decode its images once into the cache, and show what it holds.
+
+    Later runs (kit train, other recipes) memory-map the cache instead of decoding again; a changed
+    or added image file makes the next run decode anew. Given a recipe, the images are decoded at
+    its image_size.
+
+    Example: [bold]kit prepare recipes/cifar10/competition.yaml[/bold]
+    """
+    from .competition.prepare import prepare_competition
+    from .console import RichReporter
+
+    result = prepare_competition(source, RichReporter(), workers)
+    data = result.data
+    console.print(make_table(f"{data.name} ({result.spec.layout}, {result.spec.root})",
+                             ["split", "images", "classes", "size", "channels"], result.rows()))
+    console.print(f"classes: {', '.join(data.classes[:20])}{', ...' if data.num_classes > 20 else ''}")
+    meta = result.cache_meta
+    if meta is not None:
+        how = (f"decoded now at {meta['images_per_second']:.0f} images/s" if data.decoded
+               else "already decoded, memory-mapped")
+        console.print(f"cache: {data.cache_folder} ({how}); {result.seconds:.1f} s")
+    console.print(f"sample submission: {data.sample_submission}  fingerprint: {data.fingerprint}")
+
+
+@app.command()
+@exits_cleanly
 def score(
     submission: Annotated[Path, typer.Argument(help="The submission CSV to score.")],
     solution: Annotated[Optional[Path], typer.Option(help="The solution CSV (id, label).")] = None,

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, PrivateAttr, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, SerializeAsAny, ValidationError, field_validator
 
 from .competition import CompetitionSpec, resolve_competition
 from .errors import RecipeError
@@ -88,9 +88,12 @@ class PredictConfig(Strict):
 
 class Recipe(Strict):
     name: str = Field(default="", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-    competition: str | CompetitionSpec
+    # a built-in name, a competition YAML file, or an inline mapping (a dict until load_recipe resolves it
+    # into its layout's spec; SerializeAsAny dumps that layout's own fields into the hash and recipe.yaml)
+    competition: str | dict[str, Any] | SerializeAsAny[CompetitionSpec]
     model: ModelConfig
-    # the side the images are resized to; None keeps the competition's own size
+    # the side the images are resized to (image files are decoded at it, once, into the cache); None keeps
+    # the competition's own size
     image_size: int | None = Field(None, gt=0)
     cv: CVConfig = Field(default_factory=CVConfig)
     train: TrainConfig

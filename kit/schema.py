@@ -68,7 +68,8 @@ def _is_branch_name(part) -> bool:
     return isinstance(part, str) and (part in _BRANCH_NAMES or "[" in part or part[:1].isupper())
 
 
-def format_validation_error(source: str, model: type[BaseModel], exc: ValidationError, limit: int = 3) -> str:
+def format_validation_error(source: str, model: type[BaseModel], exc: ValidationError, limit: int = 3,
+                            prefix: str = "") -> str:
     """'recipes/x.yaml: train.optimizer.name: 'adamx' is not one of adam, adamw, ...' on one line."""
     errors = exc.errors(include_url=False)
     # `str | Section` given a mapping fails both branches: drop the "not a str" error when the
@@ -79,7 +80,7 @@ def format_validation_error(source: str, model: type[BaseModel], exc: Validation
     # a value that fails every branch of a union yields one error per branch; say it once
     seen, lines = set(), []
     for error in errors:
-        text = _describe(model, error)
+        text = prefix + _describe(model, error)
         key = text.split(":", 1)[0]
         if key in seen:
             continue

@@ -4,7 +4,7 @@ import pytest
 
 from kit.competition import load_competition
 from kit.competition.digits import digits_spec
-from kit.competition.spec import CompetitionSpec
+from kit.competition.spec import PixelCsvSpec
 from kit.errors import DataError
 
 
@@ -34,11 +34,11 @@ def test_digits_loads_as_uint8_images(digits_root):
     assert load_competition(digits_spec(digits_root)).fingerprint == data.fingerprint
 
 
-def _pixel_competition(tmp_path, train: pd.DataFrame, test: pd.DataFrame, sample: pd.DataFrame) -> CompetitionSpec:
+def _pixel_competition(tmp_path, train: pd.DataFrame, test: pd.DataFrame, sample: pd.DataFrame) -> PixelCsvSpec:
     train.to_csv(tmp_path / "train.csv", index=False)
     test.to_csv(tmp_path / "test.csv", index=False)
     sample.to_csv(tmp_path / "sample_submission.csv", index=False)
-    return CompetitionSpec(name="tiny", root=tmp_path, layout="pixel_csv")
+    return PixelCsvSpec(name="tiny", root=tmp_path)
 
 
 def _frames(n=6, side=2):

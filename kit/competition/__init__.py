@@ -1,7 +1,8 @@
 """Competitions: what Kaggle hands out, read into a CompetitionData.
 
-`resolve_competition` turns a recipe's `competition` entry into a CompetitionSpec;
-`load_competition` reads the files the spec names.
+`resolve_competition` turns a recipe's `competition` entry into a spec of its layout (spec.py);
+`load_competition` reads the files the spec names with that layout's reader, decodes image
+files once into the cache (cache.py) and checks the sample submission against both.
 """
 
 from __future__ import annotations
@@ -13,13 +14,32 @@ import yaml
 from pydantic import ValidationError
 
 from ..errors import DataError, RecipeError, did_you_mean
+from ..fileio import array_hash, stable_hash
+from ..progress import SILENT, Reporter
 from ..schema import format_validation_error
-from .data import CompetitionData, sort_classes
+from .cache import cache_folder, load_or_decode
+from .class_folders import read_class_folders
+from .data import CompetitionData, Listing, sort_classes
+from .decode import decode_image
 from .digits import digits_spec, ensure_digits
-from .pixel_csv import check_unique_ids, read_csv, read_pixel_csv, require_column
-from .spec import CompetitionSpec
+from .labels_csv import read_labels_csv
+from .npz_arrays import read_npz
+from .pixel_csv import read_pixel_listing
+from .sample import check_sample_answers, check_sample_submission, write_sample
+from .spec import LAYOUTS, CompetitionSpec, ImageFilesSpec
+from .tables import check_unique_ids, read_csv, require_column
 
 BUILTIN = {"digits": digits_spec}
+
+# layout name -> the function that lists its ids, labels and images (or image files)
+READERS = {
+    "pixel_csv": read_pixel_listing,
+    "labels_csv": read_labels_csv,
+    "class_folders": read_class_folders,
+    "npz": read_npz,
+}
+
+SUBSET_SEED = 0
 
 
 def resolve_competition(entry, source: str = "recipe") -> CompetitionSpec:
@@ -40,47 +60,88 @@ def resolve_competition(entry, source: str = "recipe") -> CompetitionSpec:
         except yaml.YAMLError as exc:
             raise RecipeError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
         return _validate(entry_data, str(path))
-    return _validate(entry, f"{source}: competition")
+    return _validate(entry, source, prefix="competition.")
 
 
-def _validate(data, source: str) -> CompetitionSpec:
+def _validate(data, source: str, prefix: str = "") -> CompetitionSpec:
+    """`prefix`: where the mapping sits in the file ('competition.' for one inline in a recipe)."""
     if not isinstance(data, dict):
-        raise RecipeError(f"{source}: expected a mapping of competition fields, got {type(data).__name__}")
+        raise RecipeError(f"{source}: {prefix or ''}expected a mapping of competition fields, got {type(data).__name__}")
+    layout = data.get("layout")
+    if layout is None:
+        raise RecipeError(f"{source}: {prefix}layout: required, but missing (one of {', '.join(LAYOUTS)})")
+    if layout not in LAYOUTS:
+        raise RecipeError(f"{source}: {prefix}layout: {layout!r} is not one of {', '.join(LAYOUTS)}"
+                          f"{did_you_mean(layout, LAYOUTS)}")
+    spec_class = LAYOUTS[layout]
     try:
-        return CompetitionSpec.model_validate(data)
+        return spec_class.model_validate(data)
     except ValidationError as exc:
-        raise RecipeError(format_validation_error(source, CompetitionSpec, exc)) from None
+        raise RecipeError(format_validation_error(source, spec_class, exc, prefix=prefix)) from None
 
 
-def load_competition(spec: CompetitionSpec) -> CompetitionData:
-    """Read (and for built-ins, first write) a competition's images, ids and labels."""
+def load_competition(spec: CompetitionSpec, image_size: int | None = None, reporter: Reporter = SILENT,
+                     workers: int | None = None) -> CompetitionData:
+    """Read (and for built-ins, first write) a competition's images, ids and labels.
+
+    Image files are decoded once, at the competition's image_size, else at their own size when
+    they share one, else (mixed sizes) at `image_size` (a recipe's), into a cache that later loads memory-map; `workers` processes decode
+    (default: one per CPU core), reporting progress to `reporter`."""
     if spec.name in BUILTIN and spec == BUILTIN[spec.name](spec.root):
         ensure_digits(spec)
-    train_ids, train_images, train_labels = read_pixel_csv(spec, "train", with_labels=True)
-    test_ids, test_images, _ = read_pixel_csv(spec, "test", with_labels=False)
-    classes = sort_classes(train_labels)
+    listing: Listing = READERS[spec.layout](spec)
+    classes = sort_classes(listing.train_labels)
     label_index = {c: i for i, c in enumerate(classes)}
-    labels = np.array([label_index[label] for label in train_labels], dtype=np.int64)
-    sample = spec.path(spec.sample_submission)
-    check_sample_submission(sample, spec, test_ids)
-    solution = spec.path(spec.solution) if spec.solution else None
+    labels = np.array([label_index[label] for label in listing.train_labels], dtype=np.int64)
+
+    sample = listing.sample_submission
+    if sample is None and spec.sample_submission is not None:
+        # array layouts: the test ids come from the test file; the sample submission must list the same
+        sample = spec.path(spec.sample_submission)
+        check_sample_submission(sample, spec, listing.test_ids)
+    if sample is not None:
+        check_sample_answers(sample, spec, classes)
+    else:
+        sample = write_sample(cache_folder(spec), spec, listing.test_ids, classes)
+
+    train_ids, train_images, test_images = listing.train_ids, listing.train_images, listing.test_images
+    cached = None
+    if listing.train_files is not None:
+        size = spec.image_size if isinstance(spec, ImageFilesSpec) else None
+        cached = load_or_decode(spec, listing.train_files, listing.test_files, size, reporter, workers,
+                                fallback_size=image_size)
+        train_images, test_images = cached.train, cached.test
+    if spec.train_subset is not None:
+        rows = subset_rows(labels, spec.train_subset, spec.name)
+        # a copy in memory: a subset is small, and its rows are scattered over the cache file
+        train_ids, labels, train_images = train_ids[rows], labels[rows], np.asarray(train_images[rows])
+    fingerprint = ""
+    if cached is not None:
+        # the images' part was hashed from the files' bytes when they were decoded (kept in the cache)
+        fingerprint = stable_hash({"images": cached.meta["source_hash"], "classes": classes,
+                                   "rows": array_hash(train_ids, labels, listing.test_ids)})
     return CompetitionData(name=spec.name, classes=classes, train_ids=train_ids, train_images=train_images,
-                           train_labels=labels, test_ids=test_ids, test_images=test_images,
-                           sample_submission=sample, solution=solution)
+                           train_labels=labels, test_ids=listing.test_ids, test_images=test_images,
+                           sample_submission=sample, solution=spec.path(spec.solution) if spec.solution else None,
+                           fingerprint=fingerprint, cache_folder=cached.folder if cached else None,
+                           decoded=bool(cached and cached.decoded))
 
 
-def check_sample_submission(path: Path, spec: CompetitionSpec, test_ids: np.ndarray) -> None:
-    """The sample submission must list exactly the test images, once each."""
-    frame = read_csv(path, "sample_submission", dtype=str)
-    id_column = spec.id_column if spec.id_column in frame.columns else frame.columns[0]
-    ids = frame[id_column].to_numpy(dtype=str)
-    check_unique_ids(ids, path)
-    missing = np.setdiff1d(test_ids, ids)
-    extra = np.setdiff1d(ids, test_ids)
-    if len(missing) or len(extra):
-        detail = (f"{len(missing)} test ids missing from it (e.g. '{missing[0]}')" if len(missing)
-                  else f"{len(extra)} ids that are not test images (e.g. '{extra[0]}')")
-        raise DataError(f"{path}: {detail}; the sample submission must list every test image once")
+def subset_rows(labels: np.ndarray, size: int, name: str) -> np.ndarray:
+    """A stratified sample of `size` training rows (a fixed seed), in the competition's order."""
+    from sklearn.model_selection import train_test_split
+
+    if size >= len(labels):
+        raise DataError(f"competition '{name}': train_subset: {size} is not smaller than the "
+                        f"{len(labels)} training images; leave it out to use them all")
+    try:
+        rows, _ = train_test_split(np.arange(len(labels)), train_size=size, stratify=labels,
+                                   random_state=SUBSET_SEED)
+    except ValueError as exc:
+        raise DataError(f"competition '{name}': train_subset: {size} images cannot hold every class "
+                        f"({' '.join(str(exc).split())})") from None
+    return np.sort(rows)
 
 
-__all__ = ["CompetitionData", "CompetitionSpec", "load_competition", "resolve_competition", "require_column"]
+__all__ = ["CompetitionData", "CompetitionSpec", "READERS", "LAYOUTS", "check_unique_ids", "decode_image",
+           "load_competition", "read_csv", "require_column", "resolve_competition", "subset_rows"]

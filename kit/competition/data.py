@@ -20,17 +20,44 @@ def sort_classes(labels) -> list[str]:
 
 
 @dataclass
+class Listing:
+    """What a layout's reader finds: ids and labels as the files spell them, and either the images
+    themselves (array layouts) or the image files to decode (file layouts)."""
+
+    train_ids: np.ndarray  # str
+    train_labels: np.ndarray  # str
+    test_ids: np.ndarray  # str
+    train_images: np.ndarray | None = None  # uint8 N x H x W x C
+    test_images: np.ndarray | None = None
+    train_files: list[str] | None = None  # paths
+    test_files: list[str] | None = None
+    # the sample submission the test ids were read from (image-file layouts)
+    sample_submission: Path | None = None
+
+
+def array_listing(spec, read_split) -> Listing:
+    """The Listing of an array layout, from its reader of one split: (ids, images, labels or None)."""
+    train_ids, train_images, train_labels = read_split(spec, "train", with_labels=True)
+    test_ids, test_images, _ = read_split(spec, "test", with_labels=False)
+    return Listing(train_ids=train_ids, train_labels=train_labels, test_ids=test_ids, train_images=train_images,
+                   test_images=test_images)
+
+
+@dataclass
 class CompetitionData:
     name: str
     classes: list[str]  # label values exactly as the competition spells them
     train_ids: np.ndarray  # str
-    train_images: np.ndarray  # uint8, N x H x W x C
+    train_images: np.ndarray  # uint8, N x H x W x C (a read-only np.memmap for image-file layouts)
     train_labels: np.ndarray  # int64 indices into classes
     test_ids: np.ndarray  # str
     test_images: np.ndarray  # uint8, M x H x W x C
     sample_submission: Path
     solution: Path | None = None
     fingerprint: str = field(default="")
+    # where the decoded images are cached, and whether this load decoded them (image-file layouts)
+    cache_folder: Path | None = None
+    decoded: bool = False
 
     def __post_init__(self):
         if not self.fingerprint:

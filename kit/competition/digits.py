@@ -15,18 +15,18 @@ import pandas as pd
 
 from .. import fileio
 from ..paths import data_dir
-from .spec import CompetitionSpec
+from .spec import PixelCsvSpec
 
 NAME = "digits"
 SPLIT_SEED = 2024
 
 
-def digits_spec(root: Path | None = None) -> CompetitionSpec:
+def digits_spec(root: Path | None = None) -> PixelCsvSpec:
     root = Path(root) if root is not None else data_dir() / NAME
-    return CompetitionSpec(name=NAME, root=root, layout="pixel_csv", solution="solution.csv")
+    return PixelCsvSpec(name=NAME, root=root, solution="solution.csv")
 
 
-def ensure_digits(spec: CompetitionSpec) -> None:
+def ensure_digits(spec: PixelCsvSpec) -> None:
     """Write the competition's files unless they are all there already."""
     files = [spec.train, spec.test, spec.sample_submission, spec.solution]
     if all(spec.path(f).exists() for f in files):

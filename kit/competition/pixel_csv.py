@@ -4,39 +4,21 @@ Fashion-MNIST). Grayscale, square, the side inferred from the number of pixel co
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from .spec import CompetitionSpec
+from .data import Listing, array_listing
+from .spec import PixelCsvSpec
+from .tables import check_unique_ids, read_csv, require_column
 
 
-def read_csv(path: Path, field: str, **kwargs) -> pd.DataFrame:
-    if not path.is_file():
-        raise DataError(f"{path}: no such file (the competition's '{field}' file)")
-    try:
-        return pd.read_csv(path, **kwargs)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+def read_pixel_listing(spec: PixelCsvSpec) -> Listing:
+    return array_listing(spec, read_pixel_csv)
 
 
-def require_column(frame: pd.DataFrame, path: Path, column: str, field: str) -> None:
-    if column not in frame.columns:
-        shown = ", ".join(map(str, frame.columns[:8])) + (", ..." if len(frame.columns) > 8 else "")
-        raise DataError(f"{path}: no column '{column}' (set by {field}); columns are: {shown}")
-
-
-def check_unique_ids(ids: np.ndarray, path: Path) -> None:
-    values, first, counts = np.unique(ids, return_index=True, return_counts=True)
-    if (counts > 1).any():
-        dup = values[counts > 1][0]
-        rows = np.flatnonzero(ids == dup)[:2] + 2  # +2: header line, 1-based
-        raise DataError(f"{path}: duplicate id '{dup}' (lines {rows[0]} and {rows[1]})")
-
-
-def read_pixel_csv(spec: CompetitionSpec, field: str, with_labels: bool):
+def read_pixel_csv(spec: PixelCsvSpec, field: str, with_labels: bool):
     """ids (str), images (uint8 N x S x S x 1), labels (str, or None) of one pixel CSV."""
     path = spec.path(getattr(spec, field))
     dtypes = {spec.id_column: str, spec.label_column: str}

@@ -50,7 +50,7 @@ def train_recipe(recipe: Recipe, store: Store, reporter: Reporter = SILENT, forc
     """Train every (seed, fold) of `recipe` that the store lacks; one process per model at a time."""
     started = time.perf_counter()
     # everything that can fail on bad input happens before the store is written to
-    data = load_competition(recipe.competition_spec)
+    data = load_competition(recipe.competition_spec, image_size=recipe.image_size, reporter=reporter)
     try:
         build_model(recipe.model, data.num_classes, data.channels, recipe.image_size or data.image_size[0])
     except RecipeError as exc:

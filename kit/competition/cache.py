@@ -1,0 +1,180 @@
+"""The decoded-image cache: a competition's image files decoded once into uint8 .npy files that
+every later run memory-maps (no decoding, no copy into memory until a batch is gathered).
+
+    <root>/.kit-cache/<slot>/      slot: the decode settings, e.g. 'native-auto' or '128px-3ch'
+        train.npy  test.npy        uint8 N x H x W x C, rows in the competition's id order
+        meta.json                  written last: the key it was built for, shapes, the source hash
+
+The key is a hash of the ordered file lists with each file's size and modification time: a
+changed, added or removed image (or a reordered CSV) means a new decode. The source hash, of
+every file's bytes, is computed while decoding and kept in meta.json; the data fingerprint is
+made from it, so no later run reads the images again to fingerprint them. Each decode size has
+its own slot, so recipes at different sizes do not evict each other.
+
+A decode writes to temporary files and renames them into place after removing the old
+meta.json, so a killed decode never leaves a cache that a later run trusts. KIT_CACHE moves the
+cache elsewhere (for a read-only root such as Kaggle's /kaggle/input):
+<KIT_CACHE>/<root's folder name>-<hash of its path>/<slot>/.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import fileio
+from ..errors import DataError
+from ..progress import SILENT, Reporter
+from .decode import GRAY_MODES, MIXED, MixedSizesError, decode_files, probe_images
+from .spec import CompetitionSpec, ImageFilesSpec
+
+CACHE_VERSION = 1
+
+
+@dataclass
+class CachedImages:
+    train: np.ndarray  # read-only np.memmap, N x H x W x C
+    test: np.ndarray
+    folder: Path
+    meta: dict
+    decoded: bool  # this call decoded the files (else it found them cached)
+
+
+def cache_folder(spec: CompetitionSpec) -> Path:
+    custom = os.environ.get("KIT_CACHE")
+    if custom:
+        # one folder per competition root, as beside the data: a subset of it shares the decoded images
+        root = spec.root.resolve()
+        return Path(custom) / f"{root.name}-{hashlib.sha256(str(root).encode()).hexdigest()[:8]}"
+    return spec.root / ".kit-cache"
+
+
+def slot_name(size: int | None, channels: int | None) -> str:
+    return f"{'native' if size is None else f'{size}px'}-{'auto' if channels is None else f'{channels}ch'}"
+
+
+def cache_key(spec: ImageFilesSpec, train: list[str], test: list[str], size: int | None, channels: int | None) -> str:
+    """What the cache's content depends on: the ordered files with their sizes and times, and the settings.
+
+    Paths count relative to the root, so a moved competition folder keeps its cache."""
+    root = os.path.join(str(spec.root), "")
+    h = hashlib.sha256(json.dumps([CACHE_VERSION, size, channels]).encode())
+    for split in (train, test):
+        h.update(b"|split|")
+        for path in split:
+            st = os.stat(path)
+            name = path[len(root):] if path.startswith(root) else os.path.relpath(path, spec.root)
+            h.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:24]
+
+
+def load_or_decode(spec: ImageFilesSpec, train: list[str], test: list[str], size: int | None,
+                   reporter: Reporter = SILENT, workers: int | None = None,
+                   fallback_size: int | None = None) -> CachedImages:
+    """The images of `train` and `test` as memory-mapped uint8 arrays, decoded now unless already cached.
+
+    With no `size`, images keep their own size when they all share one (recipes resize at batch
+    time, so a 224-px recipe on 32-px images does not cache 49 times the pixels); only images of
+    mixed sizes are resized, to `fallback_size` (a recipe's image_size)."""
+    sizes = [size] if size is not None else [None] + ([fallback_size] if fallback_size else [])
+    for candidate in sizes:
+        cached = _open_cached(cache_folder(spec) / slot_name(candidate, spec.channels),
+                              cache_key(spec, train, test, candidate, spec.channels))
+        if cached is not None:
+            return cached
+    for i, candidate in enumerate(sizes):
+        try:
+            return _decode(spec, cache_folder(spec) / slot_name(candidate, spec.channels),
+                           cache_key(spec, train, test, candidate, spec.channels), train, test, candidate,
+                           reporter, workers)
+        except MixedSizesError:
+            if i == len(sizes) - 1:
+                raise
+            reporter.message(f"{spec.name}: images of {MIXED}; decoding them at the recipe's {fallback_size} px")
+
+
+def _open_cached(folder: Path, key: str) -> CachedImages | None:
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        if meta.get("key") != key:
+            return None
+        train = np.load(folder / "train.npy", mmap_mode="r")
+        test = np.load(folder / "test.npy", mmap_mode="r")
+    except (OSError, ValueError):  # missing or damaged: decode again
+        return None
+    if list(train.shape) != meta.get("train_shape") or list(test.shape) != meta.get("test_shape"):
+        return None
+    return CachedImages(train, test, folder, meta, decoded=False)
+
+
+def _decode(spec: ImageFilesSpec, folder: Path, key: str, train: list[str], test: list[str], size: int | None,
+            reporter: Reporter, workers: int | None) -> CachedImages:
+    probes = probe_images(train) + probe_images(test, count=4)
+    channels = spec.channels or (3 if any(p.mode not in GRAY_MODES for p in probes) else 1)
+    native = probes[0].size
+    if size is None:
+        other = next((p for p in probes if p.size != native), None)
+        if other is not None:
+            raise MixedSizesError(f"{other.path}: {other.size[0]}x{other.size[1]} pixels where {probes[0].path} is "
+                            f"{native[0]}x{native[1]}; images of {MIXED} need an image_size "
+                            f"(in the competition or the recipe) to be resized to")
+    height, width = (size, size) if size is not None else (native[1], native[0])
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"{folder}: cannot create the image cache ({exc.strerror}); set KIT_CACHE to a writable "
+                        f"folder") from None
+
+    started = time.perf_counter()
+    temporary = []
+    reporter.start("decode", f"{spec.name}: decoding {len(train) + len(test)} images", total=len(train) + len(test))
+    try:
+        digests = []
+        for split, paths in (("train", train), ("test", test)):
+            fd, tmp = tempfile.mkstemp(prefix=f".{split}.", suffix=".npy.tmp", dir=folder)
+            os.close(fd)
+            temporary.append(Path(tmp))
+            np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), height, width, channels)).flush()
+            digests += decode_files(Path(tmp), 0, paths, size, channels, native, reporter, "decode", workers,
+                                    inferred_gray=spec.channels is None and channels == 1)
+        for tmp in temporary:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        seconds = time.perf_counter() - started
+        # meta.json is the mark of a whole cache: it goes first and comes back last
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(folder / "meta.json")
+        for split, tmp in zip(("train", "test"), temporary):
+            os.replace(tmp, folder / f"{split}.npy")
+        meta = {
+            "version": CACHE_VERSION,
+            "key": key,
+            "competition": spec.name,
+            "root": str(spec.root),
+            "train_shape": [len(train), height, width, channels],
+            "test_shape": [len(test), height, width, channels],
+            "source_hash": hashlib.sha256(b"".join(digests)).hexdigest()[:16],
+            "decode_seconds": round(seconds, 3),
+            "images_per_second": round((len(train) + len(test)) / max(seconds, 1e-9), 1),
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        fileio.write_json(folder / "meta.json", meta)
+    finally:
+        reporter.finish("decode")
+        for tmp in temporary:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+    cached = _open_cached(folder, key)
+    if cached is None:
+        raise DataError(f"{folder}: the image cache could not be read back after writing it")
+    cached.decoded = True
+    return cached

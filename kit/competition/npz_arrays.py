@@ -1,0 +1,99 @@
+"""Layout `npz`: NumPy archives train.npz (images, labels, optional ids) and test.npz (images,
+optional ids), as competitors save what they have already decoded.
+
+Images may be N x H x W (grayscale), N x H x W x C or N x C x H x W with C of 1 or 3; uint8 as is,
+other integers from 0 to 255, floats from 0 to 1 (scaled by 255) or from 0 to 255. Labels may be
+numbers or text; without ids, the ids are the row numbers (0, 1, ...)."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from .data import Listing, array_listing
+from .files import first_duplicate
+from .spec import NpzSpec
+
+
+def read_npz(spec: NpzSpec) -> Listing:
+    return array_listing(spec, read_npz_split)
+
+
+def read_npz_split(spec: NpzSpec, field: str, with_labels: bool):
+    """ids (str), images (uint8 N x H x W x C), labels (str, or None) of one archive."""
+    path = spec.path(getattr(spec, field))
+    if not path.is_file():
+        raise DataError(f"{path}: no such file (the competition's '{field}' file)")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: not a readable .npz archive ({' '.join(str(exc).split())[:120]})") from None
+    images = _images(path, _array(arrays, path, spec.images_key, "images_key"))
+    n = len(images)
+    ids = np.arange(n).astype(str)
+    if spec.ids_key in arrays:
+        ids = _vector(path, arrays[spec.ids_key], spec.ids_key, n).astype(str)
+        dup = first_duplicate(ids)
+        if dup is not None:
+            raise DataError(f"{path}: duplicate id '{dup}' in '{spec.ids_key}' (rows "
+                            f"{', '.join(map(str, np.flatnonzero(ids == dup)[:2]))})")
+    labels = None
+    if with_labels:
+        labels = _labels(path, _vector(path, _array(arrays, path, spec.labels_key, "labels_key"), spec.labels_key, n),
+                         spec.labels_key)
+    return ids, images, labels
+
+
+def _array(arrays: dict, path: Path, key: str, field: str) -> np.ndarray:
+    if key not in arrays:
+        raise DataError(f"{path}: no array '{key}' (set by {field}); arrays are: {', '.join(arrays) or 'none'}")
+    return arrays[key]
+
+
+def _vector(path: Path, values: np.ndarray, key: str, n: int) -> np.ndarray:
+    values = np.asarray(values)
+    if values.ndim != 1 or len(values) != n:
+        raise DataError(f"{path}: '{key}' has shape {values.shape}, expected ({n},): one value per image")
+    return values
+
+
+def _labels(path: Path, labels: np.ndarray, key: str) -> np.ndarray:
+    if labels.dtype.kind == "f":
+        if not np.all(np.isfinite(labels) & (labels == np.round(labels))):
+            row = int(np.flatnonzero(~(np.isfinite(labels) & (labels == np.round(labels))))[0])
+            raise DataError(f"{path}: '{key}' row {row}: {labels[row]!r} is not a class (a whole number or text)")
+        labels = labels.astype(np.int64)
+    if labels.dtype.kind == "b":
+        labels = labels.astype(np.int64)
+    if labels.dtype.kind == "S":
+        labels = np.char.decode(labels, "utf-8")
+    labels = labels.astype(str)
+    empty = np.char.strip(labels) == ""
+    if empty.any():
+        raise DataError(f"{path}: '{key}' row {int(np.flatnonzero(empty)[0])}: empty label")
+    return labels
+
+
+def _images(path: Path, images: np.ndarray) -> np.ndarray:
+    if images.ndim == 3:
+        images = images[..., None]
+    elif images.ndim == 4 and images.shape[-1] not in (1, 3) and images.shape[1] in (1, 3):
+        images = images.transpose(0, 2, 3, 1)  # N x C x H x W, as PyTorch keeps them
+    if images.ndim != 4 or images.shape[-1] not in (1, 3) or len(images) == 0:
+        raise DataError(f"{path}: images of shape {images.shape}; expected N x H x W, N x H x W x C or "
+                        f"N x C x H x W with C 1 or 3, and N > 0")
+    if images.dtype == np.uint8:
+        return np.ascontiguousarray(images)
+    if images.dtype.kind not in "iufb":
+        raise DataError(f"{path}: images of dtype {images.dtype}; expected numbers")
+    values = images.astype(np.float64)
+    low, high = float(np.nanmin(values)), float(np.nanmax(values))
+    if not np.isfinite(values).all() or low < 0 or high > 255:
+        raise DataError(f"{path}: image values from {low} to {high}; expected 0..255 (or 0..1 as floats)")
+    if images.dtype.kind == "f" and high <= 1.0:
+        values = values * 255.0
+    return np.ascontiguousarray(np.round(values).astype(np.uint8))

@@ -1,0 +1,48 @@
+"""Reading a competition's CSV files with errors that name the file, the line and the column."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError
+
+
+def read_csv(path: Path, field: str, **kwargs) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(f"{path}: no such file (the competition's '{field}' file)")
+    try:
+        return pd.read_csv(path, **kwargs)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+
+
+def read_text_table(path: Path, field: str) -> pd.DataFrame:
+    """Every cell as the text the file holds: ids and labels keep their spelling ('007', 'NA')."""
+    return read_csv(path, field, dtype=str, keep_default_na=False)
+
+
+def require_column(frame: pd.DataFrame, path: Path, column: str, field: str) -> None:
+    if column not in frame.columns:
+        shown = ", ".join(map(str, frame.columns[:8])) + (", ..." if len(frame.columns) > 8 else "")
+        raise DataError(f"{path}: no column '{column}' (set by {field}); columns are: {shown}")
+
+
+def check_unique_ids(ids: np.ndarray, path: Path) -> None:
+    values, first, counts = np.unique(ids, return_index=True, return_counts=True)
+    if (counts > 1).any():
+        dup = values[counts > 1][0]
+        rows = np.flatnonzero(ids == dup)[:2] + 2  # +2: header line, 1-based
+        raise DataError(f"{path}: duplicate id '{dup}' (lines {rows[0]} and {rows[1]})")
+
+
+def text_column(frame: pd.DataFrame, path: Path, column: str, field: str) -> np.ndarray:
+    """A column's values as str; an empty cell is an error naming its line."""
+    require_column(frame, path, column, field)
+    values = frame[column].to_numpy(dtype=str)  # kept as spelled: the submission writes them back
+    empty = np.char.strip(values) == ""
+    if empty.any():
+        raise DataError(f"{path}: line {int(np.flatnonzero(empty)[0]) + 2}: empty '{column}'")
+    return values
