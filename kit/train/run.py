@@ -22,7 +22,7 @@ from .. import __version__, fileio
 from ..competition import CompetitionData, load_competition
 from ..errors import StoreError
 from ..folds import Folds, load_or_make_folds
-from ..models import build_model
+from ..models import build_model, resolve_input
 from ..progress import SILENT, Reporter
 from ..recipe import Recipe
 from ..report import classification_metrics
@@ -47,19 +47,26 @@ def train_recipe(recipe: Recipe, store: Store, reporter: Reporter = SILENT, forc
                  device: str = "auto") -> TrainSummary:
     started = time.perf_counter()
     data = load_competition(recipe.competition_spec)
+    # the input size and normalisation the model needs: known (and checked) before anything is written
+    inputs = resolve_input(recipe.model, recipe.image_size, data.image_size[0], data.channels)
     folds = load_or_make_folds(store.competition_dir(data.name), data.train_ids, data.train_labels, data.classes,
                                recipe.cv.folds, recipe.cv.seed)
     store.keep_sample_submission(data.name, data.sample_submission)
     model_dir = store.model_dir(data.name, recipe.name)
-    manifest = _manifest(recipe, data, folds, store)
+    manifest = _manifest(recipe, data, folds, store, inputs.size)
     _check_existing(model_dir, manifest, force)
     if force and model_dir.exists():
         shutil.rmtree(model_dir)
     fileio.write_text(model_dir / "recipe.yaml", yaml.safe_dump(recipe.resolved(), sort_keys=False))
     fileio.write_json(model_dir / "model.json", manifest)
 
-    settings = pick_device(device)
-    normalizer = Normalizer.from_images(data.train_images, recipe.image_size)
+    settings = pick_device(device, recipe.train.precision)
+    if recipe.image_size is None and inputs.size != data.image_size[0]:
+        reporter.message(f"{recipe.name}: inputs resized to {inputs.size} px, {inputs.reason}")
+    if inputs.mean is not None:  # pretrained weights expect the statistics they were trained with
+        normalizer = Normalizer(inputs.mean, inputs.std, inputs.size)
+    else:
+        normalizer = Normalizer.from_images(data.train_images, inputs.size)
     todo = [(s, k) for s in recipe.train.seeds for k in range(folds.n_folds)
             if not store.is_fold_done(data.name, recipe.name, s, k)]
     done = len(recipe.train.seeds) * folds.n_folds - len(todo)
@@ -99,8 +106,7 @@ def train_fold(recipe: Recipe, data: CompetitionData, folds: Folds, k: int, seed
     run_seed = seed * 1000 + k  # every (seed, fold) starts from its own, reproducible state
     torch.manual_seed(run_seed)
     train_idx, val_idx = folds.split(k)
-    size = recipe.image_size or data.image_size[0]
-    model = build_model(recipe.model, data.num_classes, data.channels, size)
+    model = build_model(recipe.model, data.num_classes, data.channels, normalizer.size)
     cfg = recipe.train
     train_batches = ArrayBatches(data.train_images, data.train_labels, train_idx, cfg.batch_size, normalizer,
                                  shuffle=True, seed=run_seed, drop_last=True)
@@ -119,13 +125,13 @@ def train_fold(recipe: Recipe, data: CompetitionData, folds: Folds, k: int, seed
     torch.save({k_: v.cpu() for k_, v in model.state_dict().items()}, buffer)
     fileio.write_bytes(fold_dir / "weights.pt", buffer.getvalue())
     record = {"seed": seed, "fold": k, "best_epoch": result.best_epoch + 1, "val_loss": result.best["val_loss"],
-              "val_acc": result.best["val_acc"], "train_rows": len(train_idx), "val_rows": len(val_idx),
+              "val_acc": result.best["val_acc"], "stopped_early": result.stopped_early, "train_rows": len(train_idx), "val_rows": len(val_idx),
               "seconds": time.perf_counter() - started, "device": str(settings.device), "history": result.history}
     fileio.write_json(fold_dir / "fold.json", record)
     return record
 
 
-def _manifest(recipe: Recipe, data: CompetitionData, folds: Folds, store: Store) -> dict:
+def _manifest(recipe: Recipe, data: CompetitionData, folds: Folds, store: Store, image_size: int) -> dict:
     return {
         "name": recipe.name,
         "competition": data.name,
@@ -139,7 +145,7 @@ def _manifest(recipe: Recipe, data: CompetitionData, folds: Folds, store: Store)
         "seeds": recipe.train.seeds,
         "classes": data.classes,
         "test_ids_hash": fileio.array_hash(data.test_ids),
-        "image_size": recipe.image_size or data.image_size[0],
+        "image_size": image_size,
         "tta": "none",
         "kit_version": __version__,
         "created": _now(),
