@@ -41,7 +41,12 @@ def fits(name: str, params: dict, in_chans: int, size: int) -> bool:
 @functools.lru_cache(maxsize=256)
 def _fits(name: str, params_json: str, in_chans: int, size: int) -> bool:
     params = json.loads(params_json)
-    model = _shape_model(name, params, in_chans, size)
+    try:
+        model = shape_model(name, params, in_chans, size)
+    except RecipeError:
+        if is_timm(name):
+            raise  # timm models are built once for all sizes: a failure is about the parameters
+        return False  # a scratch net may refuse to be built this small (airbench's 2x2 stem at 1 px)
     try:
         with torch.no_grad():
             model(torch.empty(2, in_chans, size, size, device="meta"))
@@ -50,7 +55,8 @@ def _fits(name: str, params_json: str, in_chans: int, size: int) -> bool:
     return True
 
 
-def _shape_model(name: str, params: dict, in_chans: int, size: int):
+def shape_model(name: str, params: dict, in_chans: int, size: int):
+    """The network on the meta device (shapes only, no memory): for checks that must not build the real thing."""
     from . import timm_models
 
     if is_timm(name):
@@ -88,6 +94,8 @@ def fixed_input_size(name: str, params: dict) -> int | None:
 def check_input_size(name: str, params: dict, in_chans: int, image_size: int) -> None:
     if fits(name, params, in_chans, image_size):
         return
+    if not is_timm(name):
+        shape_model(name, params, in_chans, max(image_size, 64))  # raises if the parameters are wrong at any size
     fixed = fixed_input_size(name, params)
     if fixed is not None:
         raise RecipeError(f"image_size: {name} takes exactly {fixed} px (a fixed input size), not {image_size}; set "

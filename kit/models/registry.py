@@ -66,7 +66,7 @@ def check_model(name: str, params: dict, pretrained: bool | str = False, image_s
     Nothing is downloaded and no weights are allocated: timm models are checked on the meta device.
     """
     from . import timm_models, weights
-    from .inputs import check_input_size, fits
+    from .inputs import check_input_size, shape_model
 
     if is_timm(name):
         timm_models.check(timm_name(name), params, pretrained)
@@ -81,7 +81,7 @@ def check_model(name: str, params: dict, pretrained: bool | str = False, image_s
     if image_size is not None:
         check_input_size(name, params, in_chans, image_size)
     elif not is_timm(name):
-        fits(name, params, in_chans, 32)  # builds it (shapes only), so that bad parameter values fail now
+        shape_model(name, params, in_chans, 32)  # so that bad parameter values fail now, not at training
 
 
 def _check_scratch_params(name: str, params: dict) -> None:

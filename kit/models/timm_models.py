@@ -32,11 +32,21 @@ def _timm_architectures() -> frozenset[str]:
     return frozenset(timm.list_models())
 
 
+def list_timm_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
+    """timm's model names matching `pattern`; with `pretrained`, each weights tag (resnet18.a1_in1k, ...)."""
+    import timm
+
+    return timm.list_models(pattern, pretrained=pretrained)
+
+
 def pretrained_cfg(name: str) -> dict:
     """timm's pretrained config for `name` (its default tag when none is given): input size, mean, std, ..."""
     from timm.models import get_pretrained_cfg
 
-    cfg = get_pretrained_cfg(name)
+    try:
+        cfg = get_pretrained_cfg(name)
+    except RuntimeError:  # an unknown tag
+        return {}
     return cfg.to_dict() if cfg is not None else {}
 
 

@@ -33,7 +33,7 @@ def read_state_dict(path: Path) -> dict:
     try:
         state = load_state_dict(str(path), weights_only=True)
     except Exception as exc:  # torch.load and safetensors raise many kinds; any of them means an unreadable file
-        raise RecipeError(f"model.pretrained: {path}: not a readable weights file ({first_line(exc)})") from None
+        raise RecipeError(f"model.pretrained: {path}: not a readable weights file ({type(exc).__name__}: {first_line(exc)})") from None
     if not isinstance(state, dict) or not state:
         raise RecipeError(f"model.pretrained: {path}: holds no state dict of tensors")
     return state
