@@ -84,7 +84,7 @@ class FinetuneConfig(Strict):
     epochs_per_stage: int = Field(1, gt=0)
     # layer-wise lr decay: stage i (of n, the classifier last) learns at lr * layer_decay ** (n - 1 - i)
     layer_decay: float | None = Field(None, gt=0, le=1)
-    # batch norm keeps its pretrained statistics and affine weights (timm's FrozenBatchNorm2d)
+    # batch norm keeps its pretrained statistics and affine weights (timm's freeze_batch_norm_2d)
     freeze_bn: bool = False
 
 

@@ -10,7 +10,7 @@ The network is cut into stages from input to output: a timm model's own coarse g
   gradual                ULMFiT's gradual unfreezing (Howard & Ruder 2018): the classifier, then one
                          more stage from the top every `epochs_per_stage` epochs
   layer_decay            layer-wise lr decay (BEiT, ELECTRA): lower stages learn more slowly
-  freeze_bn              batch norm keeps its pretrained statistics (timm's FrozenBatchNorm2d)
+  freeze_bn              batch norm keeps its pretrained statistics (timm's freeze_batch_norm_2d)
 
 Freezing is `requires_grad = False`: the optimizer holds every parameter from the start and skips
 those without a gradient, so unfreezing needs no new optimizer. A batch-norm layer whose weights
