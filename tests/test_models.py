@@ -1,5 +1,7 @@
 """The model registry: scratch nets, timm models by name, weights files, input sizes, and their errors."""
 
+import json
+
 import pytest
 import timm
 import torch
@@ -247,3 +249,31 @@ def test_bad_model_input_is_one_red_line_with_exit_code_2(workdir, changes, frag
     assert fragment in result.output and "r.yaml: " in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1, result.output
     assert not (workdir / "store").exists()  # refused before anything was written
+
+
+def test_a_pretrained_timm_recipe_trains_from_a_weights_file(workdir, weights_files):
+    from kit.store import Store
+    from kit.train import train_recipe
+
+    folder, _ = weights_files
+    path = write_recipe(workdir / "recipes", "finetuned", image_size=16,
+                        model={"arch": f"timm/{TINY_TIMM}", "pretrained": str(folder / "test_resnet.safetensors")},
+                        train__finetune={"mode": "freeze_then_unfreeze", "freeze_epochs": 1})
+    summary = train_recipe(load_recipe(path), Store(workdir / "store"))
+    assert summary.folds_trained == 2 and summary.cv["accuracy"] > 0.1
+    manifest = json.loads((summary.model_dir / "model.json").read_text())
+    assert manifest["image_size"] == 16
+
+
+def test_a_weights_file_that_does_not_fit_fails_before_anything_is_written(workdir, weights_files):
+    folder, _ = weights_files
+    path = write_recipe(workdir / "recipes", "r", image_size=16,
+                        model={"arch": f"timm/{TINY_TIMM}", "pretrained": str(folder / "other_arch.pth")})
+    result = CliRunner().invoke(app, ["train", str(path)])
+    assert result.exit_code == 2, result.output
+    # the weights are read when the recipe's training starts: its header line, then the one-line error
+    header, error = result.output.strip().splitlines()
+    assert header.startswith("training r (timm/test_resnet")
+    assert error.startswith(f"error: model.pretrained: {folder / 'other_arch.pth'} does not fit timm/test_resnet: ")
+    assert "keys missing from the file (conv1.0.weight, " in error and "Traceback" not in result.output
+    assert not (workdir / "store").exists()

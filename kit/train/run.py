@@ -49,6 +49,8 @@ def train_recipe(recipe: Recipe, store: Store, reporter: Reporter = SILENT, forc
     data = load_competition(recipe.competition_spec)
     # the input size and normalisation the model needs: known (and checked) before anything is written
     inputs = resolve_input(recipe.model, recipe.image_size, data.image_size[0], data.channels)
+    if recipe.model.pretrained:  # download or read the weights once, so that a bad file fails before any write
+        build_model(recipe.model, data.num_classes, data.channels, inputs.size)
     folds = load_or_make_folds(store.competition_dir(data.name), data.train_ids, data.train_labels, data.classes,
                                recipe.cv.folds, recipe.cv.seed)
     store.keep_sample_submission(data.name, data.sample_submission)
