@@ -91,7 +91,8 @@ def test_unknown_timm_names_say_how_to_list_timm_models(name, fragment):
 def test_timm_parameters_pass_through_and_unknown_ones_are_refused():
     model = create_model(f"timm/{TINY_TIMM}", num_classes=5, in_chans=1, image_size=32, drop_rate=0.3)
     assert model.drop_rate == 0.3
-    with pytest.raises(RecipeError, match=f"model.params: timm/{TINY_TIMM} does not take \\['dropp_rate'\\]"):
+    with pytest.raises(RecipeError, match=f"model.params.dropp_rate: timm/{TINY_TIMM} takes no such parameter "
+                                          r"\(did you mean 'drop_rate'\?\)"):
         create_model(f"timm/{TINY_TIMM}", num_classes=5, in_chans=1, image_size=32, dropp_rate=0.3)
 
 

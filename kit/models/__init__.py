@@ -16,9 +16,11 @@ def build_model(model_cfg, num_classes: int, in_chans: int, image_size: int):
 
 def describe_scratch_models(num_classes: int = 10, in_chans: int = 3, image_size: int = 32) -> list[dict]:
     """Each scratch net with its default parameters: name, parameter count at this input, where it comes from."""
+    from .inputs import shape_model
+
     rows = []
     for name in list_models():
-        model = create_model(name, num_classes=num_classes, in_chans=in_chans, image_size=image_size)
+        model = shape_model(name, {}, in_chans, image_size, num_classes=num_classes)  # meta device: no memory
         rows.append({"name": name, "params": sum(p.numel() for p in model.parameters()),
                      "description": model_description(name)})
     return rows

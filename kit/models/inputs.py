@@ -55,14 +55,14 @@ def _fits(name: str, params_json: str, in_chans: int, size: int) -> bool:
     return True
 
 
-def shape_model(name: str, params: dict, in_chans: int, size: int):
+def shape_model(name: str, params: dict, in_chans: int, size: int, num_classes: int = 2):
     """The network on the meta device (shapes only, no memory): for checks that must not build the real thing."""
     from . import timm_models
 
     if is_timm(name):
         return timm_models.shape_model(timm_name(name), params, in_chans)
     with torch.device("meta"):  # scratch nets are built for their size
-        return build_scratch(name, 2, in_chans, size, params).eval()
+        return build_scratch(name, num_classes, in_chans, size, params).eval()
 
 
 def min_input_size(name: str, params: dict, in_chans: int, failing: int) -> int | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -90,7 +91,7 @@ def _shape_model(name: str, params_json: str, in_chans: int) -> nn.Module:
         with torch.device("meta"):
             model = timm.create_model(name, num_classes=2, in_chans=in_chans, **params)
     except TypeError as exc:  # an unknown keyword for this architecture
-        raise RecipeError(f"model.params: timm/{name} does not take {sorted(params)} ({first_line(exc)})") from None
+        raise _unknown_param(name, params, exc) from None
     except Exception:  # a few models compute something real while building: build them on the CPU instead
         model = _build(name, params, num_classes=2, in_chans=in_chans).to("meta")
     return model.eval()
@@ -102,9 +103,22 @@ def _build(name: str, params: dict, **kwargs) -> nn.Module:
     try:
         return timm.create_model(name, **kwargs, **params)
     except TypeError as exc:
-        raise RecipeError(f"model.params: timm/{name} does not take {sorted(params)} ({first_line(exc)})") from None
+        raise _unknown_param(name, params, exc) from None
     except (ValueError, AssertionError) as exc:
         raise RecipeError(f"model.params: timm/{name} cannot be built with {params}: {first_line(exc)}") from None
+
+
+# keywords most timm architectures take: what a misspelt one most likely meant
+COMMON_TIMM_PARAMS = ("drop_rate", "drop_path_rate", "global_pool", "img_size", "drop_block_rate", "output_stride")
+
+
+def _unknown_param(name: str, params: dict, exc: TypeError) -> RecipeError:
+    match = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
+    if not match or match.group(1) not in params:
+        return RecipeError(f"model.params: timm/{name} cannot be built with {params}: {first_line(exc)}")
+    key = match.group(1)
+    return RecipeError(f"model.params.{key}: timm/{name} takes no such parameter{did_you_mean(key, COMMON_TIMM_PARAMS)} "
+                       f"({first_line(exc)})")
 
 
 def create(name: str, num_classes: int, in_chans: int, pretrained: bool | str, params: dict) -> nn.Module:
