@@ -175,6 +175,9 @@ def test_ema_tracks_the_weights_with_warmup():
         ema.update(model)
     w_model, w_ema = model.head.fc.weight, ema.module.head.fc.weight
     assert not torch.equal(w_model, w_ema)
+    resumed = WeightEMA(small_net(), decay=0.99)
+    resumed.load_state_dict(ema.state_dict())  # a checkpoint's copy: same weights, same warm-up step
+    assert resumed.steps == 4 and torch.equal(resumed.module.head.fc.weight, w_ema)
 
 
 def test_fit_with_ema_clipping_and_a_finetune_mode_trains_and_keeps_the_best_epoch():

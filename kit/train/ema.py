@@ -26,3 +26,11 @@ class WeightEMA:
     def module(self) -> nn.Module:
         """The averaged model (always in eval mode)."""
         return self.average.module
+
+    # part of a resumable training state (the averaged weights and how far the decay warm-up has got)
+    def state_dict(self) -> dict:
+        return {"module": self.module.state_dict(), "steps": self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.module.load_state_dict(state["module"])
+        self.steps = state["steps"]
