@@ -219,6 +219,41 @@ def prepare(
 
 @app.command()
 @exits_cleanly
+def zoo(
+    timm_pattern: Annotated[Optional[str], typer.Option(
+        "--timm", help="List timm's models whose names match this pattern (fnmatch, e.g. '*resnet*').")] = None,
+    pretrained: Annotated[bool, typer.Option(
+        "--pretrained", help="With --timm: only models with published weights, one line per weights tag.")] = False,
+):
+    """List the architectures a recipe's model.arch can name: the scratch nets, and timm's.
+
+    Parameter counts are for 10 classes, 3 channels, 32 px inputs and the default parameters.
+
+    Example: [bold]kit zoo[/bold]   or   [bold]kit zoo --timm 'convnext*' --pretrained[/bold]
+    """
+    if timm_pattern is not None:
+        from .models.timm_models import list_timm_models
+
+        names = list_timm_models(timm_pattern, pretrained)
+        if not names:
+            raise KitError(f"--timm: no timm model matches '{timm_pattern}'{' with weights' if pretrained else ''}; "
+                           f"patterns use * and ?, e.g. '*resnet*'")
+        console.print("\n".join(f"timm/{n}" for n in names), soft_wrap=True)
+        console.print(f"[dim]{len(names)} timm models; put one in a recipe as model.arch[/dim]")
+        return
+    from .models import describe_scratch_models
+
+    rows = [[r["name"], f"{r['params'] / 1e6:.2f}M", r["description"]] for r in describe_scratch_models()]
+    table = make_table("scratch nets (model.arch: NAME)", ["arch", "params", "from"], rows)
+    table.columns[2].justify = "left"  # prose reads from the left
+    console.print(table)
+    console.print("any timm model: [bold]model.arch: timm/<name>[/bold] (e.g. timm/resnet50, timm/convnext_tiny), with "
+                  "pretrained: true or a weights file; list them with [bold]kit zoo --timm '*resnet*'[/bold]",
+                  soft_wrap=True)
+
+
+@app.command()
+@exits_cleanly
 def score(
     submission: Annotated[Path, typer.Argument(help="The submission CSV to score.")],
     solution: Annotated[Optional[Path], typer.Option(help="The solution CSV (id, label).")] = None,

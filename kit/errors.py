@@ -35,3 +35,9 @@ def did_you_mean(name: str, known) -> str:
 
     close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (third-party messages can span many lines)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

@@ -11,6 +11,16 @@
       optimizer: {name: adamw, lr: 0.003, weight_decay: 0.0005}
       scheduler: {name: onecycle}
 
+A pretrained backbone, fine-tuned (docs/models.md lists every option):
+
+    model: {arch: timm/resnet18, pretrained: weights/resnet18.safetensors, params: {drop_rate: 0.2}}
+    train:
+      epochs: 8
+      finetune: {mode: gradual, epochs_per_stage: 1, layer_decay: 0.7}
+      ema_decay: 0.999
+      grad_clip: 1.0
+      early_stopping: 3
+
 Unknown keys are errors (they are almost always typos that would otherwise be ignored silently).
 """
 
@@ -29,13 +39,16 @@ from .schema import Strict, format_validation_error
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "adamax", "rmsprop")
 SCHEDULERS = ("constant", "cosine", "onecycle", "step", "plateau")
+FINETUNE_MODES = ("full", "linear_probe", "freeze_then_unfreeze", "gradual")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 class ModelConfig(Strict):
+    # a scratch net's name (kit zoo lists them) or timm/<name>
     arch: str
-    # keyword arguments of the architecture's builder (widths, dropout, ...)
+    # keyword arguments of the architecture's builder (widths, dropout, ...), or of timm.create_model
     params: dict[str, Any] = Field(default_factory=dict)
-    # False, True (the library's own download), or a path to a weights file
+    # False, True (timm's own download), or a path to a .pth/.safetensors weights file; the classifier is rebuilt
     pretrained: bool | str = False
 
 
@@ -56,6 +69,25 @@ class SchedulerConfig(Strict):
     patience: int = Field(2, ge=0)  # plateau: epochs without improvement before decaying
 
 
+class FinetuneConfig(Strict):
+    """Which layers train when, and how fast: the transfer-learning schedule (kit/train/finetune.py).
+
+    The network is cut into stages from input to output (timm's own grouping, or a scratch net's
+    stages); the classifier is the last stage and always trains.
+    """
+
+    # full: everything trains from the start; linear_probe: only the classifier ever trains;
+    # freeze_then_unfreeze: the classifier alone for freeze_epochs, then everything;
+    # gradual: the classifier first, then one more stage from the top every epochs_per_stage epochs
+    mode: Literal[FINETUNE_MODES] = "full"
+    freeze_epochs: int = Field(1, ge=0)
+    epochs_per_stage: int = Field(1, gt=0)
+    # layer-wise lr decay: stage i (of n, the classifier last) learns at lr * layer_decay ** (n - 1 - i)
+    layer_decay: float | None = Field(None, gt=0, le=1)
+    # batch norm keeps its pretrained statistics and affine weights (timm's freeze_batch_norm_2d)
+    freeze_bn: bool = False
+
+
 class TrainConfig(Strict):
     epochs: int = Field(gt=0)
     batch_size: int = Field(64, gt=0)
@@ -64,6 +96,16 @@ class TrainConfig(Strict):
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    # clip the gradients' global L2 norm to this (None: no clipping)
+    grad_clip: float | None = Field(None, gt=0)
+    # keep an exponential moving average of the weights (timm's ModelEmaV3, with warm-up); validation, the
+    # best epoch and the predictions then use the averaged weights
+    ema_decay: float | None = Field(None, gt=0, lt=1)
+    # stop a fold when the validation loss has not improved for this many epochs (None: train every epoch)
+    early_stopping: int | None = Field(None, gt=0)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    # auto: bf16 autocast on CUDA (fp16 with loss scaling where bf16 is missing), fp32 on the CPU
+    precision: Literal[PRECISIONS] = "auto"
 
     @property
     def seeds(self) -> list[int]:
@@ -149,7 +191,7 @@ def recipe_from_dict(data: Any, source: str = "recipe", default_name: str = "") 
     from .models import check_model  # torch-heavy: imported only once a recipe is otherwise valid
 
     try:
-        check_model(recipe.model.arch, recipe.model.params)
+        check_model(recipe.model.arch, recipe.model.params, recipe.model.pretrained, recipe.image_size)
     except RecipeError as exc:
         raise RecipeError(f"{source}: {exc}") from None
     return recipe

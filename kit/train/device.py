@@ -2,6 +2,7 @@
 
 On CUDA: bf16 autocast where the GPU supports it (else fp16 with a grad scaler), channels_last
 memory format and TF32 matmuls. On the CPU: plain fp32, which is what CPUs are fast at.
+A recipe's train.precision (fp32, bf16, fp16) overrides the automatic choice on either.
 """
 
 from __future__ import annotations
@@ -32,8 +33,11 @@ class DeviceSettings:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
 
 
-def pick_device(name: str = "auto") -> DeviceSettings:
-    """'auto' takes CUDA when present; 'cpu' or 'cuda[:i]' force one."""
+_PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def pick_device(name: str = "auto", precision: str = "auto") -> DeviceSettings:
+    """'auto' takes CUDA when present; 'cpu' or 'cuda[:i]' force one. `precision`: auto, fp32, bf16 or fp16."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
@@ -42,5 +46,5 @@ def pick_device(name: str = "auto") -> DeviceSettings:
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
         amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return DeviceSettings(device, amp, channels_last=True)
-    return DeviceSettings(device, None, channels_last=False)
+        return DeviceSettings(device, amp if precision == "auto" else _PRECISIONS[precision], channels_last=True)
+    return DeviceSettings(device, None if precision == "auto" else _PRECISIONS[precision], channels_last=False)

@@ -21,6 +21,8 @@ from ..recipe import TrainConfig
 from .batches import ArrayBatches
 from .checkpoint import EpochCheckpoint, rng_state, set_rng_state
 from .device import DeviceSettings
+from .ema import WeightEMA
+from .finetune import Finetune
 from .optim import LRSchedule, build_optimizer
 
 
@@ -28,6 +30,7 @@ from .optim import LRSchedule, build_optimizer
 class FitResult:
     history: list[dict] = field(default_factory=list)  # one row per epoch
     best_epoch: int = -1  # 0-based
+    stopped_early: bool = False
 
     @property
     def best(self) -> dict:
@@ -39,15 +42,23 @@ def fit(model: nn.Module, train_batches: ArrayBatches, val_batches: ArrayBatches
         checkpoint: EpochCheckpoint | None = None) -> FitResult:
     """Train `model` in place for cfg.epochs; on return it holds the weights of its best epoch (lowest val loss).
 
-    With a `checkpoint`, the state is saved after every epoch and a saved state is resumed from."""
+    With cfg.ema_decay those are the averaged weights of that epoch; with cfg.early_stopping the
+    fold stops once the validation loss has not improved for that many epochs. With a
+    `checkpoint`, the whole state is saved after every epoch, and a saved state is resumed from.
+    """
     model.to(settings.device)
     if settings.channels_last:
         model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], cfg.optimizer)
+    finetune = Finetune(model, cfg.finetune)  # may freeze batch norm; decides which stages train when
+    optimizer = build_optimizer(finetune.param_groups(cfg.optimizer.lr), cfg.optimizer)
     schedule = LRSchedule(optimizer, cfg.scheduler, cfg.epochs, len(train_batches))
     scaler = torch.amp.GradScaler(settings.device.type, enabled=settings.uses_grad_scaler)
+    ema = WeightEMA(model, cfg.ema_decay) if cfg.ema_decay else None
+    evaluated = ema.module if ema else model
     result, best_state, best_loss = FitResult(), None, math.inf
     parts = {"model": model, "optimizer": optimizer, "schedule": schedule, "scaler": scaler, "batches": train_batches}
+    if ema is not None:
+        parts["ema"] = ema
     saved = checkpoint.load() if checkpoint else None
     if saved:
         for name, part in parts.items():
@@ -60,9 +71,10 @@ def fit(model: nn.Module, train_batches: ArrayBatches, val_batches: ArrayBatches
     for epoch in range(len(result.history), cfg.epochs):
         started = time.perf_counter()
         lr = schedule.lr
-        train_loss, train_acc = _train_epoch(model, train_batches, optimizer, schedule, scaler, cfg, settings,
+        finetune.start_epoch(model, epoch)
+        train_loss, train_acc = _train_epoch(model, train_batches, optimizer, schedule, scaler, ema, cfg, settings,
                                              lambda: reporter.advance(progress_key, 1 / len(train_batches)))
-        val_probs = predict_proba(model, val_batches, settings)
+        val_probs = predict_proba(evaluated, val_batches, settings)
         val_labels = val_batches.labels[val_batches.indices]
         val_loss = log_loss(val_probs, val_labels)
         val_acc = float((val_probs.argmax(1) == val_labels).mean())
@@ -72,19 +84,23 @@ def fit(model: nn.Module, train_batches: ArrayBatches, val_batches: ArrayBatches
                                "seconds": time.perf_counter() - started})
         if val_loss < best_loss:
             best_loss, result.best_epoch = val_loss, epoch
-            best_state = copy.deepcopy({k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
+            best_state = copy.deepcopy({k: v.detach().to("cpu", copy=True) for k, v in evaluated.state_dict().items()})
         if checkpoint:
             checkpoint.save({**{name: part.state_dict() for name, part in parts.items()}, "rng": rng_state(),
                              "history": result.history, "best_epoch": result.best_epoch,
                              "best_state": best_state, "best_loss": best_loss})
         reporter.advance(progress_key, 0, description=f"epoch {epoch + 1}/{cfg.epochs} val_loss {val_loss:.4f} acc {val_acc:.4f}")
+        if cfg.early_stopping and epoch - result.best_epoch >= cfg.early_stopping and epoch + 1 < cfg.epochs:
+            result.stopped_early = True
+            reporter.advance(progress_key, cfg.epochs - epoch - 1)  # the epochs skipped, so the bar stays true
+            break
     if best_state is not None:
         model.load_state_dict(best_state)
     return result
 
 
-def _train_epoch(model, batches, optimizer, schedule, scaler, cfg, settings, on_step) -> tuple[float, float]:
-    model.train()
+def _train_epoch(model, batches, optimizer, schedule, scaler, ema, cfg, settings, on_step) -> tuple[float, float]:
+    """One pass over `batches`; the caller has put the model in training mode (finetune.start_epoch)."""
     loss_sum = torch.zeros((), device=settings.device)
     correct = torch.zeros((), device=settings.device, dtype=torch.long)
     seen = 0
@@ -95,9 +111,14 @@ def _train_epoch(model, batches, optimizer, schedule, scaler, cfg, settings, on_
             loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        if cfg.grad_clip:
+            scaler.unscale_(optimizer)  # clip the true gradients, not the loss-scaled ones
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         scaler.step(optimizer)
         scaler.update()
         schedule.step()
+        if ema is not None:
+            ema.update(model)
         loss_sum += loss.detach() * len(y)
         correct += (logits.detach().argmax(1) == y).sum()
         seen += len(y)

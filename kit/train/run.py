@@ -23,7 +23,7 @@ from ..competition import CompetitionData, load_competition
 from ..errors import DataError, RecipeError, StoreError
 from ..folds import Folds, load_or_make_folds
 from ..lock import exclusive
-from ..models import build_model
+from ..models import build_model, resolve_input
 from ..progress import SILENT, Reporter
 from ..recipe import Recipe
 from ..report import classification_metrics
@@ -52,7 +52,10 @@ def train_recipe(recipe: Recipe, store: Store, reporter: Reporter = SILENT, forc
     # everything that can fail on bad input happens before the store is written to
     data = load_competition(recipe.competition_spec, image_size=recipe.image_size, reporter=reporter)
     try:
-        build_model(recipe.model, data.num_classes, data.channels, recipe.image_size or data.image_size[0])
+        # the input size and normalisation the model needs, and the network built once (pretrained
+        # weights downloaded or read): a bad parameter, size or weights file fails here
+        inputs = resolve_input(recipe.model, recipe.image_size, data.image_size[0], data.channels)
+        build_model(recipe.model, data.num_classes, data.channels, inputs.size)
     except RecipeError as exc:
         raise RecipeError(f"{recipe.source}: {exc}") from None
     try:
@@ -62,22 +65,27 @@ def train_recipe(recipe: Recipe, store: Store, reporter: Reporter = SILENT, forc
         raise DataError(f"{recipe.source}: {exc}") if str(exc).startswith("cv.") else exc from None
     lock = store.competition_dir(data.name) / "locks" / f"{recipe.name}.lock"
     with exclusive(lock, f"model '{recipe.name}'", wait=wait):
-        return _train_recipe(recipe, data, folds, store, reporter, force, device, started)
+        return _train_recipe(recipe, data, inputs, folds, store, reporter, force, device, started)
 
 
-def _train_recipe(recipe: Recipe, data: CompetitionData, folds: Folds, store: Store, reporter: Reporter,
+def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, folds: Folds, store: Store, reporter: Reporter,
                   force: bool, device: str, started: float) -> TrainSummary:
     store.keep_sample_submission(data.name, data.sample_submission)
     model_dir = store.model_dir(data.name, recipe.name)
-    manifest = _manifest(recipe, data, folds, store)
+    manifest = _manifest(recipe, data, folds, store, inputs.size)
     _check_existing(model_dir, manifest, force)
     if force and model_dir.exists():
         shutil.rmtree(model_dir)
     fileio.write_text(model_dir / "recipe.yaml", yaml.safe_dump(recipe.resolved(), sort_keys=False))
     fileio.write_json(model_dir / "model.json", manifest)
 
-    settings = pick_device(device)
-    normalizer = Normalizer.from_images(data.train_images, recipe.image_size)
+    settings = pick_device(device, recipe.train.precision)
+    if recipe.image_size is None and inputs.size != data.image_size[0]:
+        reporter.message(f"{recipe.name}: inputs resized to {inputs.size} px, {inputs.reason}")
+    if inputs.mean is not None:  # pretrained weights expect the statistics they were trained with
+        normalizer = Normalizer(inputs.mean, inputs.std, inputs.size)
+    else:
+        normalizer = Normalizer.from_images(data.train_images, inputs.size)
     reporter.message(f"training {recipe.name} ({recipe.model.arch}, {folds.n_folds} folds, "
                      f"{recipe.train.epochs} epochs, seeds {recipe.train.seeds}) on {settings.device}")
     todo = []
@@ -124,15 +132,13 @@ def train_fold(recipe: Recipe, data: CompetitionData, folds: Folds, k: int, seed
     run_seed = seed * 1000 + k  # every (seed, fold) starts from its own, reproducible state
     torch.manual_seed(run_seed)
     train_idx, val_idx = folds.split(k)
-    size = recipe.image_size or data.image_size[0]
-    model = build_model(recipe.model, data.num_classes, data.channels, size)
+    model = build_model(recipe.model, data.num_classes, data.channels, normalizer.size)
     cfg = recipe.train
     train_batches = ArrayBatches(data.train_images, data.train_labels, train_idx, cfg.batch_size, normalizer,
                                  shuffle=True, seed=run_seed, drop_last=True)
     val_batches = ArrayBatches(data.train_images, data.train_labels, val_idx, recipe.predict.batch_size, normalizer)
     test_batches = ArrayBatches(data.test_images, None, np.arange(len(data.test_ids)), recipe.predict.batch_size,
                                 normalizer)
-    started = time.perf_counter()
     checkpoint = EpochCheckpoint(fold_dir / "checkpoint.pt", key=recipe.hash)
     result = fit(model, train_batches, val_batches, cfg, settings, reporter, progress_key="train", checkpoint=checkpoint)
     oof = predict_proba(model, val_batches, settings)
@@ -145,15 +151,17 @@ def train_fold(recipe: Recipe, data: CompetitionData, folds: Folds, k: int, seed
     torch.save({k_: v.cpu() for k_, v in model.state_dict().items()}, buffer)
     fileio.write_bytes(fold_dir / "weights.pt", buffer.getvalue())
     record = {"seed": seed, "fold": k, "best_epoch": result.best_epoch + 1, "val_loss": result.best["val_loss"],
-              "val_acc": result.best["val_acc"], "train_rows": len(train_idx), "val_rows": len(val_idx),
+              "val_acc": result.best["val_acc"], "stopped_early": result.stopped_early,
+              "train_rows": len(train_idx), "val_rows": len(val_idx),
               # summed over epochs, so a resumed fold still reports its whole training time
-              "seconds": sum(h["seconds"] for h in result.history), "device": str(settings.device), "history": result.history}
+              "seconds": sum(h["seconds"] for h in result.history), "device": str(settings.device),
+              "history": result.history}
     fileio.write_json(fold_dir / "fold.json", record)
     checkpoint.remove()
     return record
 
 
-def _manifest(recipe: Recipe, data: CompetitionData, folds: Folds, store: Store) -> dict:
+def _manifest(recipe: Recipe, data: CompetitionData, folds: Folds, store: Store, image_size: int) -> dict:
     return {
         "name": recipe.name,
         "competition": data.name,
@@ -167,7 +175,7 @@ def _manifest(recipe: Recipe, data: CompetitionData, folds: Folds, store: Store)
         "seeds": recipe.train.seeds,
         "classes": data.classes,
         "test_ids_hash": fileio.array_hash(data.test_ids),
-        "image_size": recipe.image_size or data.image_size[0],
+        "image_size": image_size,
         "tta": "none",
         "kit_version": __version__,
         "created": _now(),
