@@ -28,10 +28,11 @@ from ..progress import SILENT, Reporter
 from ..recipe import Recipe
 from ..report import classification_metrics
 from ..store import Store, read_json
-from .batches import ArrayBatches, Normalizer
+from .batches import Normalizer
 from .checkpoint import EpochCheckpoint
 from .device import DeviceSettings, pick_device
 from .loop import fit, predict_proba
+from .resident import batches_for
 
 
 @dataclass
@@ -134,11 +135,14 @@ def train_fold(recipe: Recipe, data: CompetitionData, folds: Folds, k: int, seed
     train_idx, val_idx = folds.split(k)
     model = build_model(recipe.model, data.num_classes, data.channels, normalizer.size)
     cfg = recipe.train
-    train_batches = ArrayBatches(data.train_images, data.train_labels, train_idx, cfg.batch_size, normalizer,
-                                 shuffle=True, seed=run_seed, drop_last=True)
-    val_batches = ArrayBatches(data.train_images, data.train_labels, val_idx, recipe.predict.batch_size, normalizer)
-    test_batches = ArrayBatches(data.test_images, None, np.arange(len(data.test_ids)), recipe.predict.batch_size,
-                                normalizer)
+    # resident on the device when the rows fit (kit/train/resident.py), else gathered batch by batch
+    device = settings.device
+    train_batches = batches_for(data.train_images, data.train_labels, train_idx, cfg.batch_size, normalizer, device,
+                                shuffle=True, seed=run_seed, drop_last=True)
+    val_batches = batches_for(data.train_images, data.train_labels, val_idx, recipe.predict.batch_size, normalizer,
+                              device)
+    test_batches = batches_for(data.test_images, None, np.arange(len(data.test_ids)), recipe.predict.batch_size,
+                               normalizer, device)
     checkpoint = EpochCheckpoint(fold_dir / "checkpoint.pt", key=recipe.hash)
     result = fit(model, train_batches, val_batches, cfg, settings, reporter, progress_key="train", checkpoint=checkpoint)
     oof = predict_proba(model, val_batches, settings)
