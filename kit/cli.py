@@ -348,10 +348,18 @@ def predict(
                                                                         for c, prob in p.top]}
                                           for p in result.predictions]}, indent=2))
         return
-    rows = [[str(p.image) if rank == 0 else "", rank + 1, c, prob]
+    rows = [[_short_path(p.image) if rank == 0 else "", rank + 1, c, prob]
             for p in result.predictions for rank, (c, prob) in enumerate(p.top)]
     console.print(make_table(f"{result.model} ({result.competition}): {result.runs} fold weights averaged, "
                              f"TTA {describe(result.tta)}", ["image", "rank", "class", "probability"], rows))
+
+
+def _short_path(path: Path) -> str:
+    """A path as short as it reads unambiguously: relative to here when it lies below."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 @app.command("augment-preview")
