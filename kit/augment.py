@@ -208,11 +208,22 @@ def augment_images(pipeline, images: np.ndarray, seed: int) -> np.ndarray:
     seed_pipeline(pipeline, seed)
     out = np.empty_like(images)
     for i, image in enumerate(images):
-        result = pipeline(image=image)["image"]
-        if result.shape != image.shape:  # albumentations drops a single channel in a few transforms
-            result = result.reshape(image.shape) if result.size == image.size else result
-        out[i] = result
+        out[i] = _same_shape(image, pipeline(image=image)["image"], "augment.transforms")
     return out
+
+
+def _same_shape(image: np.ndarray, result, where: str) -> np.ndarray:
+    """`result` as uint8 of `image`'s shape, or RecipeError: the batch must stack, and the model expects that size."""
+    if not isinstance(result, np.ndarray) or result.dtype != np.uint8:
+        raise RecipeError(f"{where}: the pipeline must give uint8 images back, got "
+                          f"{getattr(result, 'dtype', type(result).__name__)}")
+    if result.shape != image.shape and result.size == image.size and result.shape[:2] == image.shape[:2]:
+        result = result.reshape(image.shape)  # a few transforms drop a single channel's axis
+    if result.shape != image.shape:
+        raise RecipeError(f"{where}: the pipeline turns {_shape(image)} images into {_shape(result)}; each image "
+                          f"must keep its size (crops: RandomResizedCrop takes the image's size when size is "
+                          f"left out; or end with Resize to {image.shape[0]}x{image.shape[1]})")
+    return result
 
 
 def check_pipeline(pipeline, images: np.ndarray, where: str) -> None:
@@ -221,18 +232,13 @@ def check_pipeline(pipeline, images: np.ndarray, where: str) -> None:
     Caught before training starts, with the transform list named, rather than as a stacking error
     in the middle of an epoch."""
     for image in images[:4]:
+        image = np.ascontiguousarray(image)
         try:
-            result = pipeline(image=np.ascontiguousarray(image))["image"]
+            result = pipeline(image=image)["image"]
         except Exception as exc:  # any transform may fail in its own way on these images
             raise RecipeError(f"{where}: the pipeline fails on a {_shape(image)} training image: "
                               f"{type(exc).__name__}: {first_line(exc)}") from None
-        if not isinstance(result, np.ndarray) or result.dtype != np.uint8:
-            raise RecipeError(f"{where}: the pipeline must give uint8 images back, got "
-                              f"{getattr(result, 'dtype', type(result).__name__)}")
-        if result.size != image.size or result.shape[:2] != image.shape[:2]:
-            raise RecipeError(f"{where}: the pipeline turns {_shape(image)} images into {_shape(result)}; each image "
-                              f"must keep its size (crops: RandomResizedCrop takes the image's size when size is "
-                              f"left out; or end with Resize to {image.shape[0]}x{image.shape[1]})")
+        _same_shape(image, result, where)
 
 
 def _shape(image: np.ndarray) -> str:

@@ -64,7 +64,7 @@ def augment_preview(recipe: Recipe, out: Path, n: int = 8, samples: int = 4, see
         for c, shown in enumerate([image, *draws]):
             left = PAD + c * (cell + PAD)
             canvas.paste(_cell_image(shown, cell), (left, top))
-            label = f"{data.classes[data.train_labels[row]]} (original)" if c == 0 else f"augmented {c}"
+            label = f"{data.classes[data.train_labels[row]]}" if c == 0 else f"draw {c}"  # the class, then the draws
             draw.text((left, top + cell + 1), label[:cell // 6], fill="black")
     buffer = io.BytesIO()
     canvas.save(buffer, format="PNG")

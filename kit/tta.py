@@ -108,6 +108,8 @@ class TTA:
 
     def merge(self, probs: torch.Tensor) -> torch.Tensor:
         """(V*B, K) probabilities of expand()'s batch -> (B, K), the mean over the views."""
+        if len(self.views) == 1:
+            return probs
         return probs.view(len(self.views), -1, probs.shape[-1]).mean(0)
 
 
