@@ -29,7 +29,7 @@ from ..progress import SILENT, Reporter
 from ..recipe import Recipe
 from ..report import classification_metrics
 from ..store import Store, read_json
-from ..tta import TTA
+from ..tta import TTA, describe
 from .augmented_batches import AugmentedBatches
 from .batches import ArrayBatches, Normalizer
 from .checkpoint import EpochCheckpoint
@@ -96,6 +96,11 @@ def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, pipeline, folds
         reporter.message(f"{recipe.name}: inputs resized to {inputs.size} px, {inputs.reason}")
     reporter.message(f"training {recipe.name} ({recipe.model.arch}, {folds.n_folds} folds, "
                      f"{recipe.train.epochs} epochs, seeds {recipe.train.seeds}) on {settings.device}")
+    if recipe.augment.active or manifest["tta"] != "none":
+        augment = recipe.augment
+        mixing = [f"{name} p {mix.p:g}" for name, mix in (("mixup", augment.mixup), ("cutmix", augment.cutmix)) if mix]
+        reporter.message(f"{recipe.name}: augmentation {', '.join(next(iter(t)) for t in augment.transforms) or 'none'}"
+                         f"{'; ' + ', '.join(mixing) if mixing else ''}; TTA {describe(manifest['tta'])}")
     todo = []
     for s in recipe.train.seeds:
         for k in range(folds.n_folds):
