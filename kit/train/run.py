@@ -148,14 +148,13 @@ def train_fold(recipe: Recipe, data: CompetitionData, folds: Folds, k: int, seed
     torch.manual_seed(run_seed)
     train_idx, val_idx = folds.split(k)
     model = build_model(recipe.model, data.num_classes, data.channels, normalizer.size)
-    cfg = recipe.train
+    cfg, augment = recipe.train, recipe.augment
     if pipeline is None:  # the plain path stays as fast as it was: no per-image work at all
         train_batches = ArrayBatches(data.train_images, data.train_labels, train_idx, cfg.batch_size, normalizer,
                                      shuffle=True, seed=run_seed, drop_last=True)
     else:
         train_batches = AugmentedBatches(data.train_images, data.train_labels, train_idx, cfg.batch_size, normalizer,
-                                         pipeline, seed=run_seed, drop_last=True, workers=recipe.augment.workers)
-    augment = recipe.augment
+                                         pipeline, seed=run_seed, drop_last=True, workers=augment.workers)
     mixer = (BatchMixer(data.num_classes, augment.mixup, augment.cutmix, seed=run_seed)
              if augment.mixup or augment.cutmix else None)
     val_batches = ArrayBatches(data.train_images, data.train_labels, val_idx, recipe.predict.batch_size, normalizer)
