@@ -311,5 +311,80 @@ def validate(
                   f"({kind}), as in {sample}")
 
 
+@app.command()
+@exits_cleanly
+def predict(
+    model: Annotated[str, typer.Argument(help="A model's name in the store, or the path of a model folder.")],
+    images: Annotated[list[Path], typer.Argument(help="Image files, or folders of them (searched recursively).")],
+    top: Annotated[int, typer.Option(help="Classes shown per image, most probable first.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, or cuda:N.")] = "auto",
+    competition: CompetitionOption = None,
+    store: StoreOption = Path("store"),
+):
+    """Predict new images with a trained model: every fold's (and seed's) best weights, their softmax
+    averaged, through the model's TTA views; the top classes per image with their probabilities.
+
+    Images are decoded, resized and normalised as the competition's were when the model trained.
+
+    Example: [bold]kit predict vgg_small photo.png more_photos/ --top 3[/bold]   or   [bold]kit predict vgg_small x.png --json[/bold]
+    """
+    import json
+
+    from .console import RichReporter
+    from .predict import collect_images, find_model, predict_images
+    from .progress import SILENT
+    from .store import Store
+    from .tta import describe
+
+    files = collect_images(images)
+    # --json: nothing but the JSON on stdout (no progress bar)
+    result = predict_images(find_model(Store(store), model, competition), files, top=top, device=device,
+                            reporter=SILENT if as_json else RichReporter())
+    if as_json:
+        typer.echo(json.dumps({"model": result.model, "competition": result.competition, "runs": result.runs,
+                               "tta": result.tta,
+                               "images": [{"image": str(p.image), "top": [{"class": c, "probability": prob}
+                                                                        for c, prob in p.top]}
+                                          for p in result.predictions]}, indent=2))
+        return
+    rows = [[_short_path(p.image) if rank == 0 else "", rank + 1, c, prob]
+            for p in result.predictions for rank, (c, prob) in enumerate(p.top)]
+    console.print(make_table(f"{result.model} ({result.competition}): {result.runs} fold weights averaged, "
+                             f"TTA {describe(result.tta)}", ["image", "rank", "class", "probability"], rows))
+
+
+def _short_path(path: Path) -> str:
+    """A path as short as it reads unambiguously: relative to here when it lies below."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+@app.command("augment-preview")
+@exits_cleanly
+def augment_preview(
+    recipe: Annotated[Path, typer.Argument(help="The recipe whose augment.transforms to show.")],
+    out: Annotated[Optional[Path], typer.Option(help="The PNG to write (default RECIPE_NAME-augment.png here).")] = None,
+    n: Annotated[int, typer.Option("--n", help="Training images shown, one per row.")] = 8,
+    samples: Annotated[int, typer.Option(help="Augmented draws beside each original.")] = 4,
+    seed: Annotated[int, typer.Option(help="Picks the images and the draws.")] = 0,
+):
+    """Write a PNG grid of training images through the recipe's augmentation: each image as cached,
+    then several draws of the pipeline, as the network sees them before normalising.
+
+    Example: [bold]kit augment-preview recipes/cifar10/cpu_vgg.yaml --n 6 --out preview.png[/bold]
+    """
+    from .console import RichReporter
+    from .preview import augment_preview as write_preview
+    from .recipe import load_recipe
+
+    loaded = load_recipe(recipe)
+    path = write_preview(loaded, out or Path(f"{loaded.name}-augment.png"), n=n, samples=samples, seed=seed,
+                         reporter=RichReporter())
+    console.print(f"[bold green]preview:[/bold green] {path}")
+
+
 def main() -> None:
     app()

@@ -21,6 +21,14 @@ A pretrained backbone, fine-tuned (docs/models.md lists every option):
       grad_clip: 1.0
       early_stopping: 3
 
+Augmentation while training, and test-time augmentation (docs/augmentation.md):
+
+    augment:
+      transforms: [HorizontalFlip, {Affine: {rotate: [-10, 10], translate_percent: 0.1, p: 0.7}}]   # or: medium
+      mixup: {p: 0.3, alpha: 0.2}
+      cutmix: {p: 0.3, alpha: 1.0}
+    tta: flip          # identity + horizontal flip, averaged, for the held-out fold and the test set alike
+
 Unknown keys are errors (they are almost always typos that would otherwise be ignored silently).
 """
 
@@ -30,7 +38,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, PrivateAttr, SerializeAsAny, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from .competition import CompetitionSpec, resolve_competition
 from .errors import RecipeError
@@ -131,6 +139,48 @@ class PredictConfig(Strict):
     batch_size: int = Field(512, gt=0)
 
 
+class MixConfig(Strict):
+    # the chance that a training batch is mixed this way
+    p: float = Field(0.5, ge=0, le=1)
+    # the mixing weight is drawn from Beta(alpha, alpha): small alpha mostly keeps one image, 1 is uniform
+    alpha: float = Field(1.0, gt=0)
+
+
+class AugmentConfig(Strict):
+    """Train-time augmentation (kit/augment.py, docs/augmentation.md). Held-out and test images are never augmented."""
+
+    # albumentations transforms by their own names, applied in order to each image: {Name: {argument: value}},
+    # a bare Name, or a preset (light, medium, heavy); `augment: medium` alone is short for transforms: medium
+    transforms: str | list[str | dict[str, Any]] = Field(default_factory=list)
+    # batch-level mixing of image pairs and their labels (kit/train/mixing.py); a batch gets one of them at most
+    mixup: MixConfig | None = None
+    cutmix: MixConfig | None = None
+    # processes augmenting batches (0: in the training process); results are the same for any number
+    workers: int = Field(0, ge=0)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.transforms) or self.mixup is not None or self.cutmix is not None
+
+    @model_validator(mode="after")
+    def _one_mix_per_batch(self):
+        total = (self.mixup.p if self.mixup else 0) + (self.cutmix.p if self.cutmix else 0)
+        if total > 1 + 1e-9:
+            raise ValueError(f"mixup.p + cutmix.p is {total:g}; a batch gets one of them at most, so they must "
+                             f"add up to 1 or less")
+        return self
+
+
+class TTAConfig(Strict):
+    """Test-time augmentation (kit/tta.py): the views averaged for every prediction, held-out fold and test alike."""
+
+    # a preset (none, flip, shift, flip_shift) or view names (identity, hflip, vflip, hvflip, shift_left,
+    # shift_right, shift_up, shift_down); `tta: flip` alone is short for views: flip
+    views: str | list[str] = "none"
+    # how far the shift views move the image, as a fraction of its side (at least one pixel)
+    shift: float = Field(0.0625, gt=0, lt=0.5)
+
+
 class Recipe(Strict):
     name: str = Field(default="", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     # a built-in name, a competition YAML file, or an inline mapping (a dict until load_recipe resolves it
@@ -143,8 +193,18 @@ class Recipe(Strict):
     cv: CVConfig = Field(default_factory=CVConfig)
     train: TrainConfig
     predict: PredictConfig = Field(default_factory=PredictConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    tta: TTAConfig = Field(default_factory=TTAConfig)
     # where the recipe came from, for error messages that surface later (training, blending)
     _source: str = PrivateAttr(default="recipe")
+
+    @field_validator("augment", "tta", mode="before")
+    @classmethod
+    def _shorthand(cls, value, info):
+        """`augment: medium` and `tta: flip` (or a list) stand for the section's main field."""
+        if isinstance(value, (str, list)):
+            return {"transforms" if info.field_name == "augment" else "views": value}
+        return value
 
     @property
     def source(self) -> str:
@@ -163,7 +223,16 @@ class Recipe(Strict):
     @property
     def hash(self) -> str:
         """What decides the model's predictions; a changed hash means a different model."""
-        return stable_hash(self.model_dump(mode="json", exclude={"name", "predict"}))
+        recipe = self.model_dump(mode="json", exclude={"name", "predict"})
+        # augment and tta came after models were first stored: at their defaults they are left out, so
+        # those models keep their hash; augment.workers changes how fast, never what is computed
+        if self.augment.active:
+            del recipe["augment"]["workers"]
+        else:
+            del recipe["augment"]
+        if self.tta.views in ("none", ["identity"]):
+            del recipe["tta"]
+        return stable_hash(recipe)
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -191,6 +260,14 @@ def recipe_from_dict(data: Any, source: str = "recipe", default_name: str = "") 
         raise RecipeError(f"{source}: name: required when the recipe has no file name")
     recipe._source = source
     recipe.competition = resolve_competition(recipe.competition, source)
+    from .augment import resolve_transforms
+    from .tta import resolve_views
+
+    try:  # presets expanded, so the stored recipe (and its hash) says what actually runs
+        recipe.augment.transforms = resolve_transforms(recipe.augment.transforms)
+        recipe.tta.views = resolve_views(recipe.tta.views)
+    except RecipeError as exc:
+        raise RecipeError(f"{source}: {exc}") from None
     from .models import check_model  # torch-heavy: imported only once a recipe is otherwise valid
 
     try:

@@ -187,6 +187,7 @@ def write_summary(path: Path, report: dict, images: dict[str, str]) -> Path:
              f"Members ({len(report['members'])}): {', '.join(report['members'])}"]
     lines += [f"- dropped {name}: {why}" for name, why in report.get("dropped", {}).items()]
     lines += [f"- blender {name} not fitted: {why}" for name, why in report.get("skipped", {}).items()]
+    lines += [f"- **warning:** {text}" for text in report.get("warnings", [])]
     columns, rows, highlight = score_table(report)
     lines += ["", "## Out-of-fold scores", "", markdown_table(columns, rows, highlight)]
     columns, rows, other = fitted_table(report)

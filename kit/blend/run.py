@@ -8,6 +8,7 @@ on k-1 folds and scores the held-out one, so no row is scored by a blender that 
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from ..progress import SILENT, Reporter
 from ..report import classification_metrics, confusion_matrix, member_correlation, report_dir, write_report
 from ..store import Store
 from ..submit import submission_format, write_submission
+from ..tta import describe
 from .base import Blender
 from .members import check_compatible, filter_by_score, load_members, select_members
 from .metrics import METRICS, check_metric
@@ -95,6 +97,9 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
 
     members = load_members(store, competition, select_members(store, competition, models), split_seeds)
     check_compatible(members)
+    warnings = tta_warnings(members)
+    for warning in warnings:
+        reporter.message(f"warning: {warning}")
     folds = store.folds(members[0].manifest)
     classes = members[0].classes
     index = {c: i for i, c in enumerate(classes)}
@@ -131,12 +136,25 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
     report = {"competition": competition, "method": best, "metric": metric, "picked": pick is not None,
               "members": member_metrics, "dropped": dropped, "blend": blender_metrics[best],
               "blenders": blender_metrics, "nested_cv": result.learns, "fit_seconds": fit_seconds,
-              "cv_seconds": cv_seconds, "skipped": skipped, "params": fitted[best].get_params(),
+              "cv_seconds": cv_seconds, "skipped": skipped, "warnings": warnings,
+              "tta": {m.name: m.manifest.get("tta", "none") for m in members}, "params": fitted[best].get_params(),
               "fitted": described, "confusion": confusion_matrix(y, oof[best], classes),
               "correlation": member_correlation(kept, P_oof), "submission": str(submission)}
     result.report = report
     result.report_files = write_report(report_dir(out), report)
     return result
+
+
+def tta_warnings(members: list) -> list[str]:
+    """A warning when members were predicted with different test-time augmentation. Each member's OOF and
+    test rows went through the same views, so the blend stays consistent; but the members' scores (what
+    --top, --min-cv and the weights go by) then compare model and TTA together."""
+    records = {m.name: m.manifest.get("tta", "none") for m in members}  # models older than TTA recorded "none"
+    if len({json.dumps(r, sort_keys=True) for r in records.values()}) <= 1:
+        return []
+    return ["members differ in TTA (" + "; ".join(f"{n}: {describe(r)}" for n, r in records.items())
+            + "); each member's OOF and test predictions went through its own views alike, but the members' "
+              "scores compare model and TTA together; give them the same tta to compare the models alone"]
 
 
 def fit_and_score(blenders: dict[str, Blender], P: np.ndarray, y: np.ndarray, fold: np.ndarray,

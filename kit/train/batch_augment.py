@@ -26,7 +26,7 @@ import torch
 from .batches import Normalizer
 
 
-def plan(entries: list, normalizer: Normalizer) -> "BatchAugment | None":
+def plan(entries: list, normalizer: Normalizer, seed: int = 0) -> "BatchAugment | None":
     """A BatchAugment for a recipe's augment.transforms entries ({Name: {args}} or 'Name'), or None."""
     import albumentations as A
     import cv2
@@ -59,7 +59,7 @@ def plan(entries: list, normalizer: Normalizer) -> "BatchAugment | None":
                               width=tuple(t.hole_width_range), p=t.p, fill=normalizer.fill_value(float(t.fill))))
         else:
             return None
-    return BatchAugment(ops) if ops else None
+    return BatchAugment(ops, seed) if ops else None
 
 
 def _is_number(value) -> bool:

@@ -75,12 +75,9 @@ class ArrayBatches:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self):
-        order = self.rng.permutation(self.indices) if self.shuffle else self.indices
-        for b in range(len(self)):
-            rows = order[b * self.batch_size:(b + 1) * self.batch_size]
-            rows_sorted = np.sort(rows) if isinstance(self.images, np.memmap) else rows
-            batch = torch.from_numpy(np.ascontiguousarray(self.images[rows_sorted]))
-            y = None if self.labels is None else torch.from_numpy(self.labels[rows_sorted])
+        for rows in self.batch_rows():
+            batch = torch.from_numpy(np.ascontiguousarray(self.images[rows]))
+            y = None if self.labels is None else torch.from_numpy(self.labels[rows])
             if self.device.type == "cuda":
                 batch = batch.pin_memory().to(self.device, non_blocking=True)
                 y = None if y is None else y.pin_memory().to(self.device, non_blocking=True)
@@ -91,6 +88,13 @@ class ArrayBatches:
             if self.augment is not None:
                 x = self.augment(x)
             yield self.normalizer.resize(x), y
+
+    def batch_rows(self) -> list[np.ndarray]:
+        """This pass's rows, batch by batch (a new shuffle each call when `shuffle`)."""
+        order = self.rng.permutation(self.indices) if self.shuffle else self.indices
+        batches = [order[b * self.batch_size:(b + 1) * self.batch_size] for b in range(len(self))]
+        # a memory map reads fastest front to back; the order within a batch does not matter
+        return [np.sort(rows) for rows in batches] if isinstance(self.images, np.memmap) else batches
 
     # the shuffling (and augmenting) generators are part of a resumable training state
     def state_dict(self) -> dict:

@@ -18,11 +18,13 @@ from torch import nn
 
 from ..progress import SILENT, Reporter
 from ..recipe import TrainConfig
+from ..tta import NO_TTA, TTA
 from .batches import ArrayBatches
 from .checkpoint import EpochCheckpoint, rng_state, set_rng_state
 from .device import DeviceSettings
 from .ema import WeightEMA
 from .finetune import Finetune
+from .mixing import BatchMixer
 from .optim import LRSchedule, build_optimizer
 
 
@@ -39,12 +41,13 @@ class FitResult:
 
 def fit(model: nn.Module, train_batches: ArrayBatches, val_batches: ArrayBatches, cfg: TrainConfig,
         settings: DeviceSettings, reporter: Reporter = SILENT, progress_key: str = "epochs",
-        checkpoint: EpochCheckpoint | None = None) -> FitResult:
+        checkpoint: EpochCheckpoint | None = None, mixer: BatchMixer | None = None) -> FitResult:
     """Train `model` in place for cfg.epochs; on return it holds the weights of its best epoch (lowest val loss).
 
     With cfg.ema_decay those are the averaged weights of that epoch; with cfg.early_stopping the
     fold stops once the validation loss has not improved for that many epochs. With a
     `checkpoint`, the whole state is saved after every epoch, and a saved state is resumed from.
+    With a `mixer`, training batches are mixed (mixup / CutMix) and trained on soft targets.
     """
     model.to(settings.device)
     if settings.channels_last:
@@ -60,6 +63,8 @@ def fit(model: nn.Module, train_batches: ArrayBatches, val_batches: ArrayBatches
     parts = {"model": model, "optimizer": optimizer, "schedule": schedule, "scaler": scaler, "batches": train_batches}
     if ema is not None:
         parts["ema"] = ema
+    if mixer is not None:
+        parts["mixer"] = mixer
     saved = checkpoint.load() if checkpoint else None
     if saved:
         for name, part in parts.items():
@@ -73,8 +78,8 @@ def fit(model: nn.Module, train_batches: ArrayBatches, val_batches: ArrayBatches
         started = time.perf_counter()
         lr = schedule.lr
         finetune.start_epoch(model, epoch)
-        train_loss, train_acc = _train_epoch(step_model, train_batches, optimizer, schedule, scaler, ema, cfg, settings,
-                                             lambda: reporter.advance(progress_key, 1 / len(train_batches)))
+        train_loss, train_acc = _train_epoch(step_model, train_batches, optimizer, schedule, scaler, ema, mixer, cfg,
+                                             settings, lambda: reporter.advance(progress_key, 1 / len(train_batches)))
         val_probs = predict_proba(evaluated, val_batches, settings)
         val_labels = val_batches.labels[val_batches.indices]
         val_loss = log_loss(val_probs, val_labels)
@@ -110,17 +115,23 @@ def compiled(model: nn.Module, cfg: TrainConfig, settings: DeviceSettings) -> nn
     return model
 
 
-def _train_epoch(model, batches, optimizer, schedule, scaler, ema, cfg, settings, on_step) -> tuple[float, float]:
-    """One pass over `batches`; the caller has put the model in training mode (finetune.start_epoch)."""
+def _train_epoch(model, batches, optimizer, schedule, scaler, ema, mixer, cfg, settings,
+                 on_step) -> tuple[float, float]:
+    """One pass over `batches`; the caller has put the model in training mode (finetune.start_epoch).
+
+    Training accuracy counts a mixed image as its own (first) label."""
     module = getattr(model, "_orig_mod", model)  # under torch.compile: the model itself, for clipping and EMA
     loss_sum = torch.zeros((), device=settings.device)
     correct = torch.zeros((), device=settings.device, dtype=torch.long)
     seen = 0
     for x, y in batches:
         x, y = settings.to_device(x), y.to(settings.device, non_blocking=True)
+        x, target = mixer(x, y) if mixer is not None else (x, y)
         with settings.autocast():
             logits = model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            # soft targets (a mixed batch): the loss in fp32, as log_softmax is under autocast
+            loss = F.cross_entropy(logits if target is y else logits.float(), target,
+                                   label_smoothing=cfg.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if cfg.grad_clip:
@@ -139,14 +150,18 @@ def _train_epoch(model, batches, optimizer, schedule, scaler, ema, cfg, settings
 
 
 @torch.inference_mode()
-def predict_proba(model: nn.Module, batches: ArrayBatches, settings: DeviceSettings) -> np.ndarray:
-    """Softmax probabilities (float32, rows in the order of batches.indices)."""
+def predict_proba(model: nn.Module, batches: ArrayBatches, settings: DeviceSettings, tta: TTA = NO_TTA) -> np.ndarray:
+    """Softmax probabilities (float32, rows in the order of batches.indices), averaged over `tta`'s views.
+
+    Every prediction kit stores or prints comes from here (held-out fold, test set, kit predict), so
+    they all go through the same views; the views of a batch share one forward pass."""
     model.eval()
     out = []
     for x, _ in batches:
+        views = tta.expand(settings.to_device(x))  # made on the device: the copies never cross the bus
         with settings.autocast():
-            logits = model(settings.to_device(x))
-        out.append(torch.softmax(logits.float(), dim=1))
+            logits = model(settings.to_device(views))  # a no-op, or channels_last again after a shift's padding
+        out.append(tta.merge(torch.softmax(logits.float(), dim=1)))
     return torch.cat(out).cpu().numpy() if out else np.zeros((0, 0), np.float32)
 
 

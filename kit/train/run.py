@@ -19,6 +19,7 @@ import torch
 import yaml
 
 from .. import __version__, fileio
+from ..augment import build_pipeline, check_pipeline
 from ..competition import CompetitionData, load_competition
 from ..errors import DataError, RecipeError, StoreError
 from ..folds import Folds, load_or_make_folds
@@ -28,10 +29,14 @@ from ..progress import SILENT, Reporter
 from ..recipe import Recipe
 from ..report import classification_metrics
 from ..store import Store, read_json
+from ..tta import TTA, describe
+from .augmented_batches import AugmentedBatches
+from .batch_augment import plan as plan_batch_augment
 from .batches import Normalizer
 from .checkpoint import EpochCheckpoint
 from .device import DeviceSettings, pick_device
 from .loop import fit, predict_proba
+from .mixing import BatchMixer
 from .resident import batches_for
 
 
@@ -57,6 +62,10 @@ def train_recipe(recipe: Recipe, store: Store, reporter: Reporter = SILENT, forc
         # weights downloaded or read): a bad parameter, size or weights file fails here
         inputs = resolve_input(recipe.model, recipe.image_size, data.image_size[0], data.channels)
         build_model(recipe.model, data.num_classes, data.channels, inputs.size)
+        # the augmentation pipeline at the cached images' size, tried on a few of them
+        pipeline = build_pipeline(recipe.augment.transforms, data.image_size)
+        if pipeline is not None:
+            check_pipeline(pipeline, data.train_images[:4], "augment.transforms")
     except RecipeError as exc:
         raise RecipeError(f"{recipe.source}: {exc}") from None
     try:
@@ -66,14 +75,18 @@ def train_recipe(recipe: Recipe, store: Store, reporter: Reporter = SILENT, forc
         raise DataError(f"{recipe.source}: {exc}") if str(exc).startswith("cv.") else exc from None
     lock = store.competition_dir(data.name) / "locks" / f"{recipe.name}.lock"
     with exclusive(lock, f"model '{recipe.name}'", wait=wait):
-        return _train_recipe(recipe, data, inputs, folds, store, reporter, force, device, started)
+        return _train_recipe(recipe, data, inputs, pipeline, folds, store, reporter, force, device, started)
 
 
-def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, folds: Folds, store: Store, reporter: Reporter,
-                  force: bool, device: str, started: float) -> TrainSummary:
+def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, pipeline, folds: Folds, store: Store,
+                  reporter: Reporter, force: bool, device: str, started: float) -> TrainSummary:
     store.keep_sample_submission(data.name, data.sample_submission)
     model_dir = store.model_dir(data.name, recipe.name)
-    manifest = _manifest(recipe, data, folds, store, inputs.size)
+    if inputs.mean is not None:  # pretrained weights expect the statistics they were trained with
+        normalizer = Normalizer(inputs.mean, inputs.std, inputs.size)
+    else:
+        normalizer = Normalizer.from_images(data.train_images, inputs.size)
+    manifest = _manifest(recipe, data, folds, store, normalizer)
     _check_existing(model_dir, manifest, force)
     if force and model_dir.exists():
         shutil.rmtree(model_dir)
@@ -83,12 +96,17 @@ def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, folds: Folds, s
     settings = pick_device(device, recipe.train.precision)
     if recipe.image_size is None and inputs.size != data.image_size[0]:
         reporter.message(f"{recipe.name}: inputs resized to {inputs.size} px, {inputs.reason}")
-    if inputs.mean is not None:  # pretrained weights expect the statistics they were trained with
-        normalizer = Normalizer(inputs.mean, inputs.std, inputs.size)
-    else:
-        normalizer = Normalizer.from_images(data.train_images, inputs.size)
     reporter.message(f"training {recipe.name} ({recipe.model.arch}, {folds.n_folds} folds, "
                      f"{recipe.train.epochs} epochs, seeds {recipe.train.seeds}) on {settings.device}")
+    if recipe.augment.active or manifest["tta"] != "none":
+        augment = recipe.augment
+        mixing = [f"{name} p {mix.p:g}" for name, mix in (("mixup", augment.mixup), ("cutmix", augment.cutmix)) if mix]
+        where = ""
+        if pipeline is not None:
+            where = (" (whole batches, on the device)" if plan_batch_augment(augment.transforms, normalizer)
+                     else " (albumentations, image by image)")
+        reporter.message(f"{recipe.name}: augmentation {', '.join(next(iter(t)) for t in augment.transforms) or 'none'}"
+                         f"{where}{'; ' + ', '.join(mixing) if mixing else ''}; TTA {describe(manifest['tta'])}")
     todo = []
     for s in recipe.train.seeds:
         for k in range(folds.n_folds):
@@ -105,7 +123,7 @@ def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, folds: Folds, s
         for seed, k in todo:
             reporter.advance("train", 0, description=f"{recipe.name} seed {seed} fold {k} of {folds.n_folds}")
             record = train_fold(recipe, data, folds, k, seed, normalizer, settings,
-                                store.fold_dir(data.name, recipe.name, seed, k), reporter)
+                                store.fold_dir(data.name, recipe.name, seed, k), reporter, pipeline)
             _report_fold(reporter, recipe.name, seed, k, folds.n_folds, record)
     finally:
         reporter.finish("train")
@@ -128,25 +146,38 @@ def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, folds: Folds, s
 
 
 def train_fold(recipe: Recipe, data: CompetitionData, folds: Folds, k: int, seed: int, normalizer: Normalizer,
-               settings: DeviceSettings, fold_dir: Path, reporter: Reporter = SILENT) -> dict:
-    """Train one fold, write its predictions, history and weights; fold.json last, as the 'done' mark."""
+               settings: DeviceSettings, fold_dir: Path, reporter: Reporter = SILENT, pipeline=None) -> dict:
+    """Train one fold, write its predictions, history and weights; fold.json last, as the 'done' mark.
+
+    `pipeline`: the recipe's albumentations pipeline (kit/augment.py), or None for plain batches."""
     run_seed = seed * 1000 + k  # every (seed, fold) starts from its own, reproducible state
     torch.manual_seed(run_seed)
     train_idx, val_idx = folds.split(k)
     model = build_model(recipe.model, data.num_classes, data.channels, normalizer.size)
-    cfg = recipe.train
-    # resident on the device when the rows fit (kit/train/resident.py), else gathered batch by batch
-    device = settings.device
-    train_batches = batches_for(data.train_images, data.train_labels, train_idx, cfg.batch_size, normalizer, device,
-                                shuffle=True, seed=run_seed, drop_last=True)
+    cfg, augment, device = recipe.train, recipe.augment, settings.device
+    # flips, shifts and cut-outs run on whole batches on the device (kit/train/batch_augment.py); any
+    # other transform runs image by image through albumentations; no transforms: no per-image work at all
+    on_batches = plan_batch_augment(augment.transforms, normalizer, seed=run_seed) if pipeline is not None else None
+    if pipeline is None or on_batches is not None:
+        # resident on the device when the rows fit (kit/train/resident.py), else gathered batch by batch
+        train_batches = batches_for(data.train_images, data.train_labels, train_idx, cfg.batch_size, normalizer,
+                                    device, shuffle=True, seed=run_seed, drop_last=True, augment=on_batches)
+    else:
+        train_batches = AugmentedBatches(data.train_images, data.train_labels, train_idx, cfg.batch_size, normalizer,
+                                         pipeline, seed=run_seed, drop_last=True, workers=augment.workers)
+    mixer = (BatchMixer(data.num_classes, augment.mixup, augment.cutmix, seed=run_seed)
+             if augment.mixup or augment.cutmix else None)
     val_batches = batches_for(data.train_images, data.train_labels, val_idx, recipe.predict.batch_size, normalizer,
                               device)
     test_batches = batches_for(data.test_images, None, np.arange(len(data.test_ids)), recipe.predict.batch_size,
                                normalizer, device)
     checkpoint = EpochCheckpoint(fold_dir / "checkpoint.pt", key=recipe.hash)
-    result = fit(model, train_batches, val_batches, cfg, settings, reporter, progress_key="train", checkpoint=checkpoint)
-    oof = predict_proba(model, val_batches, settings)
-    test = predict_proba(model, test_batches, settings)
+    result = fit(model, train_batches, val_batches, cfg, settings, reporter, progress_key="train", checkpoint=checkpoint,
+                 mixer=mixer)
+    # the held-out fold and the test set through the same views, averaged the same way
+    tta = TTA.from_config(recipe.tta)
+    oof = predict_proba(model, val_batches, settings, tta)
+    test = predict_proba(model, test_batches, settings, tta)
 
     fileio.write_npz(fold_dir / "oof.npz", ids=data.train_ids[val_idx], probs=oof)
     fileio.write_npz(fold_dir / "test.npz", ids=data.test_ids, probs=test)
@@ -159,13 +190,13 @@ def train_fold(recipe: Recipe, data: CompetitionData, folds: Folds, k: int, seed
               "train_rows": len(train_idx), "val_rows": len(val_idx),
               # summed over epochs, so a resumed fold still reports its whole training time
               "seconds": sum(h["seconds"] for h in result.history), "device": str(settings.device),
-              "history": result.history}
+              "tta": tta.record, "history": result.history}
     fileio.write_json(fold_dir / "fold.json", record)
     checkpoint.remove()
     return record
 
 
-def _manifest(recipe: Recipe, data: CompetitionData, folds: Folds, store: Store, image_size: int) -> dict:
+def _manifest(recipe: Recipe, data: CompetitionData, folds: Folds, store: Store, normalizer: Normalizer) -> dict:
     return {
         "name": recipe.name,
         "competition": data.name,
@@ -179,8 +210,11 @@ def _manifest(recipe: Recipe, data: CompetitionData, folds: Folds, store: Store,
         "seeds": recipe.train.seeds,
         "classes": data.classes,
         "test_ids_hash": fileio.array_hash(data.test_ids),
-        "image_size": image_size,
-        "tta": "none",
+        "image_size": normalizer.size,
+        "tta": TTA.from_config(recipe.tta).record,
+        # what kit predict needs to rebuild the network and feed it new images exactly as in training
+        "predict": {"params": recipe.model.params, "channels": data.channels, "decoded_size": list(data.image_size),
+                    "mean": normalizer.mean.flatten().tolist(), "std": normalizer.std.flatten().tolist()},
         "kit_version": __version__,
         "created": _now(),
     }
