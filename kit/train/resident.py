@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .batches import Normalizer
+from .batches import ArrayBatches, Normalizer
 
 # keep a float copy of the rows resident only up to this size; beyond it, batches are normalised on the fly
 RESIDENT_FLOAT_BUDGET = 2 * 1024**3
@@ -34,68 +33,41 @@ def fits_resident(images: np.ndarray, rows: int, device: torch.device) -> bool:
     return rows * per_image * 4 <= RESIDENT_FLOAT_BUDGET
 
 
-class ResidentBatches:
-    """Iterate (inputs, labels) over rows `indices` of `images`, held on `device`; same order and
-    RNG contract as ArrayBatches, so the two are interchangeable (and resume identically)."""
+class ResidentBatches(ArrayBatches):
+    """Iterate (inputs, labels) over rows `indices` of `images`, held on `device`; the order, the
+    augmentation and the resumable state are ArrayBatches', so the two are interchangeable."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray | None, indices: np.ndarray, batch_size: int,
                  normalizer: Normalizer, device: torch.device, shuffle: bool = False, seed: int = 0,
                  drop_last: bool = False, augment=None):
-        self.indices = np.asarray(indices)
-        self.labels = labels
-        self.batch_size = batch_size
-        self.normalizer = normalizer
-        self.device = device
-        self.shuffle = shuffle
-        self.drop_last = drop_last and len(self.indices) > batch_size
-        self.rng = np.random.default_rng(seed)
-        self.augment = augment
-        rows = np.asarray(images[np.sort(self.indices)])  # one pass over the (memory-mapped) cache
-        self.position = {int(r): i for i, r in enumerate(np.sort(self.indices))}
-        uint8 = torch.from_numpy(rows)
-        if device.type == "cuda":
-            self.data = uint8.pin_memory().to(device, non_blocking=True)  # normalised per batch, on the GPU
-            self.mean, self.std = normalizer.mean.to(device), normalizer.std.to(device)
+        super().__init__(images, labels, indices, batch_size, normalizer, shuffle=shuffle, seed=seed,
+                         drop_last=drop_last, device=device, augment=augment)
+        held = np.sort(self.indices)
+        self.position = np.zeros(int(held.max()) + 1 if len(held) else 0, dtype=np.int64)
+        self.position[held] = np.arange(len(held))  # image row -> its place in the resident tensor
+        uint8 = torch.from_numpy(np.asarray(images[held]))  # one pass over the (memory-mapped) cache
+        if self.device.type == "cuda":
+            self.data = uint8.pin_memory().to(self.device, non_blocking=True)  # normalised per batch, on the GPU
+            self.mean, self.std = normalizer.mean.to(self.device), normalizer.std.to(self.device)
         else:
             self.data = normalizer.normalize(uint8)  # float NCHW, normalised once
-        self.label_data = None if labels is None else torch.from_numpy(labels[np.sort(self.indices)]).to(device)
-
-    def __len__(self) -> int:
-        n = len(self.indices)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        self.label_data = None if labels is None else torch.from_numpy(labels[held]).to(self.device)
 
     def __iter__(self):
-        order = self.rng.permutation(self.indices) if self.shuffle else self.indices
-        where = torch.as_tensor(np.fromiter((self.position[int(r)] for r in order), dtype=np.int64, count=len(order)),
-                                device=self.device)
-        for b in range(len(self)):
-            take = where[b * self.batch_size:(b + 1) * self.batch_size]
+        for rows in self.batch_rows():
+            take = torch.from_numpy(self.position[rows]).to(self.device)
             x = self.data.index_select(0, take)
             if self.device.type == "cuda":
                 x = self.normalizer.normalize(x, self.mean, self.std)
             if self.augment is not None:
                 x = self.augment(x)
-            x = self.normalizer.resize(x)
             y = None if self.label_data is None else self.label_data.index_select(0, take)
-            yield x, y
-
-    def state_dict(self) -> dict:
-        state = {"rng": self.rng.bit_generator.state}
-        if self.augment is not None:
-            state["augment"] = self.augment.state_dict()
-        return state
-
-    def load_state_dict(self, state: dict) -> None:
-        self.rng.bit_generator.state = state["rng"]
-        if self.augment is not None and "augment" in state:
-            self.augment.load_state_dict(state["augment"])
+            yield self.normalizer.resize(x), y
 
 
 def batches_for(images: np.ndarray, labels: np.ndarray | None, indices: np.ndarray, batch_size: int,
                 normalizer: Normalizer, device: torch.device, **options):
     """ResidentBatches when the rows fit on the device (the fast path), else ArrayBatches (per-batch gathering)."""
-    from .batches import ArrayBatches
-
     if fits_resident(images, len(indices), device):
         return ResidentBatches(images, labels, indices, batch_size, normalizer, device, **options)
     return ArrayBatches(images, labels, indices, batch_size, normalizer, device=device, **options)
