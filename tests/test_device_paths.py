@@ -58,6 +58,17 @@ def test_resident_batches_equal_gathered_batches(augmented):
     assert all(torch.equal(a, b) for a, b in zip(after, [x for x, _ in held]))
 
 
+@pytest.mark.parametrize("rows", [np.arange(10, 47), np.array([3, 1, 30, 2, 17, 40])], ids=["in-order", "any-order"])
+def test_held_out_batches_come_in_the_rows_order(rows):
+    images, labels = images_and_labels()
+    normalizer = Normalizer.from_images(images, None)
+    gathered = list(ArrayBatches(images, labels, rows, 16, normalizer))
+    held = ResidentBatches(images, labels, rows, 16, normalizer, CPU)
+    assert held.in_order == (list(rows) == sorted(rows))  # in order: batches are slices of the resident tensor
+    for (xa, ya), (xb, yb) in zip(gathered, held, strict=True):
+        assert torch.equal(ya, yb) and torch.allclose(xa, xb, atol=1e-5)
+
+
 def test_rows_beyond_the_budget_are_gathered_per_batch(monkeypatch):
     images, labels = images_and_labels()
     normalizer = Normalizer.from_images(images, None)

@@ -52,16 +52,21 @@ class ResidentBatches(ArrayBatches):
         else:
             self.data = normalizer.normalize(uint8)  # float NCHW, normalised once
         self.label_data = None if labels is None else torch.from_numpy(labels[held]).to(self.device)
+        # held-out and test rows come in order: their batches are slices of the resident tensor, not copies
+        # (never augmented, so nothing writes into them)
+        self.in_order = not shuffle and augment is None and np.array_equal(self.indices, held)
 
     def __iter__(self):
-        for rows in self.batch_rows():
-            take = torch.from_numpy(self.position[rows]).to(self.device)
-            x = self.data.index_select(0, take)
+        for b, rows in enumerate(self.batch_rows()):
+            start = b * self.batch_size
+            take = (slice(start, start + len(rows)) if self.in_order
+                    else torch.from_numpy(self.position[rows]).to(self.device))
+            x = self.data[take]  # a view for a slice, a gathered copy for an index tensor
             if self.device.type == "cuda":
                 x = self.normalizer.normalize(x, self.mean, self.std)
             if self.augment is not None:
                 x = self.augment(x)
-            y = None if self.label_data is None else self.label_data.index_select(0, take)
+            y = None if self.label_data is None else self.label_data[take]
             yield self.normalizer.resize(x), y
 
 
