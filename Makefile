@@ -39,5 +39,9 @@ data/cifar10/trainLabels.csv:
 	tar xzf $(CIFAR_ARCHIVE) -C data
 	touch $@
 
+# kit's training and inference loops against a hand-written PyTorch loop on CIFAR-10 (docs/performance.md)
+bench: cifar10
+	$(BIN)/python bench/throughput.py
+
 clean-store:
 	rm -rf store submissions/*.csv submissions/*.report

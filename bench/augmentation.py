@@ -6,7 +6,9 @@ For CIFAR-10's 32 px images (N training images of the cache), in the same proces
 1. the batch loader alone: one pass of each way of feeding batches, images per second;
 2. training epochs of a small CNN fed each way, and each one's time against plain batches:
      plain          ArrayBatches, no augmentation (what a recipe without `augment` runs);
-     PRESET w=K     AugmentedBatches with the preset's albumentations pipeline, K worker processes.
+     PRESET w=K     AugmentedBatches with the preset's albumentations pipeline, K worker processes;
+     PRESET batch   the preset as whole-batch tensor ops (kit/train/batch_augment.py), when it is only
+                    flips, shifts and cut-outs (as `light` is): what kit train runs for such a preset.
 Rounds take turns over the ways (one pass of each per round), so load from other processes on a
 shared machine hits all alike; a first round warms up uncounted, then the median of the rounds is printed.
 
@@ -34,6 +36,7 @@ from kit.competition import load_competition, resolve_competition  # noqa: E402
 from kit.models import build_model  # noqa: E402
 from kit.recipe import ModelConfig  # noqa: E402
 from kit.train.augmented_batches import AugmentedBatches  # noqa: E402
+from kit.train.batch_augment import plan  # noqa: E402
 from kit.train.batches import ArrayBatches, Normalizer  # noqa: E402
 
 MODEL = ModelConfig(arch="vgg_small", params={"widths": [16, 32, 64], "convs_per_stage": 1, "dropout": 0.2})
@@ -61,6 +64,10 @@ def main() -> int:
     ways = {"plain": ArrayBatches(data.train_images, data.train_labels, rows, args.batch_size, normalizer,
                                   shuffle=True, drop_last=True)}
     for preset in args.presets.split(","):
+        on_batches = plan(resolve_transforms(preset), normalizer)
+        if on_batches is not None:  # what kit train uses for flips, shifts and cut-outs (kit/train/batch_augment.py)
+            ways[f"{preset} batch"] = ArrayBatches(data.train_images, data.train_labels, rows, args.batch_size,
+                                                   normalizer, shuffle=True, drop_last=True, augment=on_batches)
         pipeline = build_pipeline(resolve_transforms(preset), data.image_size)
         for workers in map(int, args.workers.split(",")):
             ways[f"{preset} w={workers}"] = AugmentedBatches(data.train_images, data.train_labels, rows,

@@ -25,10 +25,12 @@ class KillAfterEpochs(Reporter):
 
 AUGMENTED = {"transforms": [{"Affine": {"translate_percent": 0.1, "rotate": [-10, 10], "p": 0.8}}, "CoarseDropout"],
              "mixup": {"p": 0.4, "alpha": 0.4}, "cutmix": {"p": 0.4}}
+# flips, shifts and holes only: augmented on whole batches (kit/train/batch_augment.py), its generator checkpointed
+ON_BATCHES = {"transforms": ["light", {"CoarseDropout": {"p": 0.5}}]}
 
 
-@pytest.mark.parametrize("kill_after, augment", [(1, None), (4, None), (1, AUGMENTED)],
-                         ids=["mid-fold-0", "mid-fold-1", "augmented-mixed"])  # fold 0 done before the 2nd
+@pytest.mark.parametrize("kill_after, augment", [(1, None), (4, None), (1, AUGMENTED), (2, ON_BATCHES)],
+                         ids=["mid-fold-0", "mid-fold-1", "augmented-mixed", "augmented-on-batches"])  # fold 0 done before the 2nd
 def test_resumed_run_equals_uninterrupted_run(workdir, kill_after, augment):
     changes = dict(train__epochs=3, train__scheduler={"name": "cosine"},
                    model={"arch": "vgg_small", "params": {"widths": [8, 16], "dropout": 0.3}})

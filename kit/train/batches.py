@@ -27,21 +27,41 @@ class Normalizer:
         return cls(sample.mean(0), np.maximum(sample.std(0), 1e-3), size)
 
     def __call__(self, batch: np.ndarray | torch.Tensor) -> torch.Tensor:
-        x = torch.as_tensor(batch).permute(0, 3, 1, 2).float().div_(255.0)
-        x = (x - self.mean) / self.std
-        if self.size is not None and x.shape[-2:] != (self.size, self.size):
-            # upsample small images to the model's size: never zero-pad (an ImageNet net learns nothing from padding)
-            down = x.shape[-1] > self.size
-            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=down)
-        return x.contiguous()
+        return self.resize(self.normalize(torch.as_tensor(batch)))
+
+    def normalize(self, uint8: torch.Tensor, mean: torch.Tensor | None = None,
+                  std: torch.Tensor | None = None) -> torch.Tensor:
+        """uint8 NHWC -> float NCHW (contiguous), (x / 255 - mean) / std, as one scale and one shift."""
+        mean = self.mean if mean is None else mean
+        std = self.std if std is None else std
+        scale, shift = (1.0 / (255.0 * std)).view(-1), (-mean / std).view(-1)
+        # the affine runs in NHWC, where the channel is the last (broadcast) axis, before the one copy to NCHW
+        x = uint8.float().mul_(scale).add_(shift)
+        return x.permute(0, 3, 1, 2).contiguous()
+
+    def fill_value(self, raw: float) -> torch.Tensor:
+        """A raw pixel value (0..255), per channel, in the normalised space."""
+        return ((raw / 255.0 - self.mean) / self.std).view(-1)
+
+    def resize(self, x: torch.Tensor) -> torch.Tensor:
+        """To the model's input size: upsample small images, never zero-pad (an ImageNet net learns nothing from padding)."""
+        if self.size is None or x.shape[-2:] == (self.size, self.size):
+            return x
+        down = x.shape[-1] > self.size
+        return F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=down)
 
 
 class ArrayBatches:
     """Iterate (inputs, labels) over rows `indices` of `images`, reshuffled each pass when `shuffle`."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray | None, indices: np.ndarray, batch_size: int,
-                 normalizer: Normalizer, shuffle: bool = False, seed: int = 0, drop_last: bool = False):
+                 normalizer: Normalizer, shuffle: bool = False, seed: int = 0, drop_last: bool = False,
+                 device: torch.device | None = None, augment=None):
         self.images, self.labels = images, labels
+        self.augment = augment  # a BatchAugment (kit/train/batch_augment.py), applied to the normalised batch
+        # on a GPU the uint8 batch crosses over (pinned, asynchronously: 4x fewer bytes than floats) and is
+        # normalised there; on the CPU it is normalised where it is
+        self.device = torch.device("cpu") if device is None else torch.device(device)
         self.indices = np.asarray(indices)
         self.batch_size = batch_size
         self.normalizer = normalizer
@@ -56,9 +76,18 @@ class ArrayBatches:
 
     def __iter__(self):
         for rows in self.batch_rows():
-            x = self.normalizer(self.images[rows])
+            batch = torch.from_numpy(np.ascontiguousarray(self.images[rows]))
             y = None if self.labels is None else torch.from_numpy(self.labels[rows])
-            yield x, y
+            if self.device.type == "cuda":
+                batch = batch.pin_memory().to(self.device, non_blocking=True)
+                y = None if y is None else y.pin_memory().to(self.device, non_blocking=True)
+                mean, std = self.normalizer.mean.to(self.device), self.normalizer.std.to(self.device)
+                x = self.normalizer.normalize(batch, mean, std)
+            else:
+                x = self.normalizer.normalize(batch)
+            if self.augment is not None:
+                x = self.augment(x)
+            yield self.normalizer.resize(x), y
 
     def batch_rows(self) -> list[np.ndarray]:
         """This pass's rows, batch by batch (a new shuffle each call when `shuffle`)."""
@@ -67,9 +96,14 @@ class ArrayBatches:
         # a memory map reads fastest front to back; the order within a batch does not matter
         return [np.sort(rows) for rows in batches] if isinstance(self.images, np.memmap) else batches
 
-    # the shuffling generator is part of a resumable training state
+    # the shuffling (and augmenting) generators are part of a resumable training state
     def state_dict(self) -> dict:
-        return {"rng": self.rng.bit_generator.state}
+        state = {"rng": self.rng.bit_generator.state}
+        if self.augment is not None:
+            state["augment"] = self.augment.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.rng.bit_generator.state = state["rng"]
+        if self.augment is not None and "augment" in state:
+            self.augment.load_state_dict(state["augment"])

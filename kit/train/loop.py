@@ -57,6 +57,7 @@ def fit(model: nn.Module, train_batches: ArrayBatches, val_batches: ArrayBatches
     schedule = LRSchedule(optimizer, cfg.scheduler, cfg.epochs, len(train_batches))
     scaler = torch.amp.GradScaler(settings.device.type, enabled=settings.uses_grad_scaler)
     ema = WeightEMA(model, cfg.ema_decay) if cfg.ema_decay else None
+    step_model = compiled(model, cfg, settings)
     evaluated = ema.module if ema else model
     result, best_state, best_loss = FitResult(), None, math.inf
     parts = {"model": model, "optimizer": optimizer, "schedule": schedule, "scaler": scaler, "batches": train_batches}
@@ -77,7 +78,7 @@ def fit(model: nn.Module, train_batches: ArrayBatches, val_batches: ArrayBatches
         started = time.perf_counter()
         lr = schedule.lr
         finetune.start_epoch(model, epoch)
-        train_loss, train_acc = _train_epoch(model, train_batches, optimizer, schedule, scaler, ema, mixer, cfg,
+        train_loss, train_acc = _train_epoch(step_model, train_batches, optimizer, schedule, scaler, ema, mixer, cfg,
                                              settings, lambda: reporter.advance(progress_key, 1 / len(train_batches)))
         val_probs = predict_proba(evaluated, val_batches, settings)
         val_labels = val_batches.labels[val_batches.indices]
@@ -104,11 +105,22 @@ def fit(model: nn.Module, train_batches: ArrayBatches, val_batches: ArrayBatches
     return result
 
 
+def compiled(model: nn.Module, cfg: TrainConfig, settings: DeviceSettings) -> nn.Module:
+    """The module the training steps call: torch.compile'd when the recipe asks and CUDA runs it.
+
+    The compiled wrapper shares the model's parameters, so the optimizer, EMA, checkpoints and the
+    eager validation pass all keep working on `model` itself."""
+    if cfg.compile and settings.device.type == "cuda":
+        return torch.compile(model)
+    return model
+
+
 def _train_epoch(model, batches, optimizer, schedule, scaler, ema, mixer, cfg, settings,
                  on_step) -> tuple[float, float]:
     """One pass over `batches`; the caller has put the model in training mode (finetune.start_epoch).
 
     Training accuracy counts a mixed image as its own (first) label."""
+    module = getattr(model, "_orig_mod", model)  # under torch.compile: the model itself, for clipping and EMA
     loss_sum = torch.zeros((), device=settings.device)
     correct = torch.zeros((), device=settings.device, dtype=torch.long)
     seen = 0
@@ -124,12 +136,12 @@ def _train_epoch(model, batches, optimizer, schedule, scaler, ema, mixer, cfg, s
         scaler.scale(loss).backward()
         if cfg.grad_clip:
             scaler.unscale_(optimizer)  # clip the true gradients, not the loss-scaled ones
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
         scaler.step(optimizer)
         scaler.update()
         schedule.step()
         if ema is not None:
-            ema.update(model)
+            ema.update(module)
         loss_sum += loss.detach() * len(y)
         correct += (logits.detach().argmax(1) == y).sum()
         seen += len(y)

@@ -31,11 +31,13 @@ from ..report import classification_metrics
 from ..store import Store, read_json
 from ..tta import TTA, describe
 from .augmented_batches import AugmentedBatches
-from .batches import ArrayBatches, Normalizer
+from .batch_augment import plan as plan_batch_augment
+from .batches import Normalizer
 from .checkpoint import EpochCheckpoint
 from .device import DeviceSettings, pick_device
 from .loop import fit, predict_proba
 from .mixing import BatchMixer
+from .resident import batches_for
 
 
 @dataclass
@@ -99,8 +101,12 @@ def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, pipeline, folds
     if recipe.augment.active or manifest["tta"] != "none":
         augment = recipe.augment
         mixing = [f"{name} p {mix.p:g}" for name, mix in (("mixup", augment.mixup), ("cutmix", augment.cutmix)) if mix]
+        where = ""
+        if pipeline is not None:
+            where = (" (whole batches, on the device)" if plan_batch_augment(augment.transforms, normalizer)
+                     else " (albumentations, image by image)")
         reporter.message(f"{recipe.name}: augmentation {', '.join(next(iter(t)) for t in augment.transforms) or 'none'}"
-                         f"{'; ' + ', '.join(mixing) if mixing else ''}; TTA {describe(manifest['tta'])}")
+                         f"{where}{'; ' + ', '.join(mixing) if mixing else ''}; TTA {describe(manifest['tta'])}")
     todo = []
     for s in recipe.train.seeds:
         for k in range(folds.n_folds):
@@ -148,18 +154,23 @@ def train_fold(recipe: Recipe, data: CompetitionData, folds: Folds, k: int, seed
     torch.manual_seed(run_seed)
     train_idx, val_idx = folds.split(k)
     model = build_model(recipe.model, data.num_classes, data.channels, normalizer.size)
-    cfg, augment = recipe.train, recipe.augment
-    if pipeline is None:  # the plain path stays as fast as it was: no per-image work at all
-        train_batches = ArrayBatches(data.train_images, data.train_labels, train_idx, cfg.batch_size, normalizer,
-                                     shuffle=True, seed=run_seed, drop_last=True)
+    cfg, augment, device = recipe.train, recipe.augment, settings.device
+    # flips, shifts and cut-outs run on whole batches on the device (kit/train/batch_augment.py); any
+    # other transform runs image by image through albumentations; no transforms: no per-image work at all
+    on_batches = plan_batch_augment(augment.transforms, normalizer, seed=run_seed) if pipeline is not None else None
+    if pipeline is None or on_batches is not None:
+        # resident on the device when the rows fit (kit/train/resident.py), else gathered batch by batch
+        train_batches = batches_for(data.train_images, data.train_labels, train_idx, cfg.batch_size, normalizer,
+                                    device, shuffle=True, seed=run_seed, drop_last=True, augment=on_batches)
     else:
         train_batches = AugmentedBatches(data.train_images, data.train_labels, train_idx, cfg.batch_size, normalizer,
                                          pipeline, seed=run_seed, drop_last=True, workers=augment.workers)
     mixer = (BatchMixer(data.num_classes, augment.mixup, augment.cutmix, seed=run_seed)
              if augment.mixup or augment.cutmix else None)
-    val_batches = ArrayBatches(data.train_images, data.train_labels, val_idx, recipe.predict.batch_size, normalizer)
-    test_batches = ArrayBatches(data.test_images, None, np.arange(len(data.test_ids)), recipe.predict.batch_size,
-                                normalizer)
+    val_batches = batches_for(data.train_images, data.train_labels, val_idx, recipe.predict.batch_size, normalizer,
+                              device)
+    test_batches = batches_for(data.test_images, None, np.arange(len(data.test_ids)), recipe.predict.batch_size,
+                               normalizer, device)
     checkpoint = EpochCheckpoint(fold_dir / "checkpoint.pt", key=recipe.hash)
     result = fit(model, train_batches, val_batches, cfg, settings, reporter, progress_key="train", checkpoint=checkpoint,
                  mixer=mixer)
