@@ -14,7 +14,6 @@ plain (TTA changes only how the stored predictions are made), so their differenc
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -27,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone
 from kit.recipe import recipe_from_dict  # noqa: E402
 from kit.store import Store  # noqa: E402
 from kit.train import train_recipe  # noqa: E402
+from machine import describe  # noqa: E402
 
 # digits are 8 px and not mirror-symmetric: small rotations, zooms and one-pixel shifts, no flips
 DIGITS_AUGMENT = [{"Affine": {"rotate": [-10, 10], "scale": [0.9, 1.1], "translate_percent": [-0.125, 0.125],
@@ -55,7 +55,7 @@ def main() -> int:
         "augment+tta": {"augment": {"transforms": augment}, "tta": args.tta},
     }
     store_dir = Path(args.store) if args.store else Path(tempfile.mkdtemp(prefix="kit-augment-accuracy-"))
-    print(f"machine: {os.cpu_count()} CPU cores, load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"machine: {describe()}")
     print(f"recipe {args.recipe}; augment {augment}; tta {args.tta}; store {store_dir}")
 
     results = {}

@@ -19,7 +19,6 @@ Options: --images N (default 5000), --rounds N (default 3), --presets light,heav
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -38,6 +37,7 @@ from kit.recipe import ModelConfig  # noqa: E402
 from kit.train.augmented_batches import AugmentedBatches  # noqa: E402
 from kit.train.batch_augment import plan  # noqa: E402
 from kit.train.batches import ArrayBatches, Normalizer  # noqa: E402
+from machine import describe, load_average  # noqa: E402
 
 MODEL = ModelConfig(arch="vgg_small", params={"widths": [16, 32, 64], "convs_per_stage": 1, "dropout": 0.2})
 
@@ -56,8 +56,7 @@ def main() -> int:
     data = load_competition(spec)
     rows = np.arange(min(args.images, len(data.train_ids)))
     normalizer = Normalizer.from_images(data.train_images, data.image_size[0])
-    print(f"machine: {os.cpu_count()} CPU cores, torch {torch.__version__} with {torch.get_num_threads()} threads, "
-          f"load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"machine: {describe()}")
     print(f"{spec.name}: {len(rows)} training images of {data.image_size[0]}x{data.image_size[1]}x{data.channels}, "
           f"batch size {args.batch_size}")
 
@@ -106,7 +105,7 @@ def main() -> int:
     for name, seconds in epochs.items():
         median = statistics.median(seconds)
         print(f"  {name:<12} {median:7.2f} s  x{median / plain:.3f}   ({', '.join(f'{s:.2f}' for s in seconds)})")
-    print(f"load average after: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"{load_average()} after")
     return 0
 
 

@@ -17,7 +17,6 @@ Timings depend on the machine's load: the load average is printed before and aft
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -38,6 +37,7 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 from kit.blend import blend  # noqa: E402
 from kit.blend.stacking import stack_features  # noqa: E402
 from kit.blend.synthetic import make_members, write_store  # noqa: E402
+from machine import describe, load_average  # noqa: E402
 
 TARGETS = {"soft": 2.0, "caruana": 10.0, "lgbm": 120.0}  # seconds
 
@@ -75,10 +75,6 @@ def sklearn_stacking_oof(P: np.ndarray, y: np.ndarray, fold: np.ndarray) -> tupl
     return oof, time.perf_counter() - started, not_converged
 
 
-def load() -> str:
-    return "load average %.2f %.2f %.2f (%d cores)" % (*os.getloadavg(), os.cpu_count())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--members", type=int, default=10)
@@ -88,7 +84,7 @@ def main() -> None:
     parser.add_argument("--method", default="all", help="blenders to run (default all)")
     args = parser.parse_args()
 
-    print(f"before: {load()}")
+    print(f"before: {describe()}")
     y, fold, P, T = make_members(args.members, args.rows, n_test=args.rows // 5, n_classes=args.classes,
                                  n_folds=args.folds, seed=0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -131,7 +127,7 @@ def main() -> None:
     print(f"  best single member ({best_member}) {member_accuracy:.4f}")
     print(f"  ratios: kit / StackingClassifier {kit_accuracy / stack_accuracy:.4f}, "
           f"kit / best member {kit_accuracy / member_accuracy:.4f}")
-    print(f"\nafter: {load()}")
+    print(f"\nafter: {load_average()}")
 
 
 if __name__ == "__main__":

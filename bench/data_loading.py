@@ -33,12 +33,12 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
-from kit.competition import load_competition, resolve_competition  # noqa: E402
+from kit.competition import load_competition  # noqa: E402
 from kit.models import build_model  # noqa: E402
 from kit.recipe import ModelConfig  # noqa: E402
 from kit.train.batches import ArrayBatches, Normalizer  # noqa: E402
+from machine import cifar10_spec, describe, load_average  # noqa: E402
 
-COMPETITION = "recipes/cifar10/competition.yaml"
 MODEL = ModelConfig(arch="vgg_small", params={"widths": [16, 32, 64], "convs_per_stage": 1, "dropout": 0.2})
 TARGET = 1.10
 
@@ -52,12 +52,10 @@ def main() -> int:
     parser.add_argument("--skip-decode", action="store_true", help="use the competition's existing cache")
     args = parser.parse_args()
 
-    spec = resolve_competition(COMPETITION)
-    if not spec.root.is_dir():
-        print(f"{spec.root}: not there; run `make cifar10` first", file=sys.stderr)
+    spec = cifar10_spec()
+    if spec is None:
         return 2
-    print(f"machine: {os.cpu_count()} CPU cores, torch {torch.__version__} with {torch.get_num_threads()} threads, "
-          f"load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"machine: {describe()}")
 
     with tempfile.TemporaryDirectory() as cache:
         if not args.skip_decode:
@@ -81,7 +79,7 @@ def main() -> int:
     print(f"epoch seconds, in-memory tensor:          {', '.join(f'{s:.2f}' for s in memory)}  median {statistics.median(memory):.2f}")
     print(f"ratio kit / in-memory: {ratio:.3f} (target <= {TARGET}): {'PASS' if ratio <= TARGET else 'FAIL'}; "
           f"{args.images / statistics.median(kit):.0f} vs {args.images / statistics.median(memory):.0f} images/s; "
-          f"load average now {os.getloadavg()[0]:.2f}")
+          f"{load_average()} now")
     return 0 if ratio <= TARGET else 1
 
 

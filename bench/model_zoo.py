@@ -38,6 +38,7 @@ from kit.models import create_model, list_models  # noqa: E402
 from kit.recipe import recipe_from_dict  # noqa: E402
 from kit.store import Store  # noqa: E402
 from kit.train import train_recipe  # noqa: E402
+from machine import describe, load_average  # noqa: E402
 
 TIMM_BACKBONES = ["timm/resnet18", "timm/resnet50", "timm/efficientnet_b0", "timm/mobilenetv3_small_100",
                   "timm/convnext_atto", "timm/densenet121"]
@@ -93,8 +94,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--skip-cv", action="store_true")
     args = parser.parse_args()
-    print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}; torch threads "
-          f"{torch.get_num_threads()}; {os.cpu_count()} CPUs", flush=True)
+    print(f"machine: {describe()}", flush=True)
     rows, baseline = [], None
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.setdefault("KIT_DATA", str(Path(tmp) / "data"))
@@ -107,7 +107,7 @@ def main() -> None:
             rows.append((name, recipe.model.params, params, speed, speed / baseline, cv, cv_size, source))
             print(f"{name}: {params / 1e6:.2f}M params, {speed:.0f} img/s"
                   + (f", CV accuracy {cv['accuracy']:.4f} in {cv['seconds']:.0f} s" if cv else ""), flush=True)
-    print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}\n")
+    print(f"{load_average()} after\n")
     print(f"| model | model.params | parameters | train img/s at {args.size} px (batch {args.batch_size}) | "
           f"vs {args.models[0]} | CV px | digits CV accuracy ({args.folds} folds, {args.epochs} epochs) "
           f"| CV log loss | CV run s | recipe |")

@@ -26,7 +26,6 @@ after one warm-up each; inference gets twice as many passes), --batch-size, --de
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -39,7 +38,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
-from kit.competition import load_competition, resolve_competition  # noqa: E402
+from kit.competition import load_competition  # noqa: E402
 from kit.console import RichReporter  # noqa: E402
 from kit.models import build_model  # noqa: E402
 from kit.recipe import ModelConfig, TrainConfig  # noqa: E402
@@ -48,8 +47,8 @@ from kit.train.checkpoint import EpochCheckpoint  # noqa: E402
 from kit.train.device import pick_device  # noqa: E402
 from kit.train.loop import fit, predict_proba  # noqa: E402
 from kit.train.resident import batches_for  # noqa: E402
+from machine import cifar10_spec, describe  # noqa: E402
 
-COMPETITION = "recipes/cifar10/competition.yaml"
 MODEL = ModelConfig(arch="vgg_small", params={"widths": [32, 64, 128], "convs_per_stage": 1, "dropout": 0.2})
 TARGET = 0.95
 
@@ -62,15 +61,13 @@ def main() -> int:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
 
-    spec = resolve_competition(COMPETITION)
-    if not spec.root.is_dir():
-        print(f"{spec.root}: not there; run `make cifar10` first", file=sys.stderr)
+    spec = cifar10_spec()
+    if spec is None:
         return 2
     settings = pick_device(args.device)
     data = load_competition(spec)
     device_name = torch.cuda.get_device_name(settings.device) if settings.device.type == "cuda" else "CPU"
-    print(f"device: {device_name}, {os.cpu_count()} CPU cores, torch {torch.__version__} with {torch.get_num_threads()} "
-          f"threads, amp {settings.amp_dtype}, load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"device: {device_name}, amp {settings.amp_dtype}; {describe()}")
 
     rows = np.arange(args.images)
     train_rows, val_rows = rows[: int(0.8 * len(rows))], rows[int(0.8 * len(rows)):]

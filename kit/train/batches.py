@@ -16,8 +16,8 @@ class Normalizer:
     """uint8 NHWC batch -> float NCHW, scaled to [0, 1], standardised per channel, resized."""
 
     def __init__(self, mean, std, size: int | None):
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        self.mean = torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self.std = torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
         self.size = size
 
     @classmethod
@@ -26,15 +26,18 @@ class Normalizer:
         sample = images[:: max(1, len(images) // 10_000)].reshape(-1, images.shape[-1]).astype(np.float64) / 255.0
         return cls(sample.mean(0), np.maximum(sample.std(0), 1e-3), size)
 
+    def to(self, device: torch.device) -> "Normalizer":
+        """This normaliser with its statistics on `device`, moved once rather than with every batch."""
+        if self.mean.device == torch.device(device):
+            return self
+        return Normalizer(self.mean.to(device), self.std.to(device), self.size)
+
     def __call__(self, batch: np.ndarray | torch.Tensor) -> torch.Tensor:
         return self.resize(self.normalize(torch.as_tensor(batch)))
 
-    def normalize(self, uint8: torch.Tensor, mean: torch.Tensor | None = None,
-                  std: torch.Tensor | None = None) -> torch.Tensor:
+    def normalize(self, uint8: torch.Tensor) -> torch.Tensor:
         """uint8 NHWC -> float NCHW (contiguous), (x / 255 - mean) / std, as one scale and one shift."""
-        mean = self.mean if mean is None else mean
-        std = self.std if std is None else std
-        scale, shift = (1.0 / (255.0 * std)).view(-1), (-mean / std).view(-1)
+        scale, shift = (1.0 / (255.0 * self.std)).view(-1), (-self.mean / self.std).view(-1)
         # the affine runs in NHWC, where the channel is the last (broadcast) axis, before the one copy to NCHW
         x = uint8.float().mul_(scale).add_(shift)
         return x.permute(0, 3, 1, 2).contiguous()
@@ -64,7 +67,7 @@ class ArrayBatches:
         self.device = torch.device("cpu") if device is None else torch.device(device)
         self.indices = np.asarray(indices)
         self.batch_size = batch_size
-        self.normalizer = normalizer
+        self.normalizer = normalizer.to(self.device)
         self.shuffle = shuffle
         # a small last batch makes batch-norm statistics noisy; drop it while training if the set is large enough
         self.drop_last = drop_last and len(self.indices) > batch_size
@@ -81,10 +84,7 @@ class ArrayBatches:
             if self.device.type == "cuda":
                 batch = batch.pin_memory().to(self.device, non_blocking=True)
                 y = None if y is None else y.pin_memory().to(self.device, non_blocking=True)
-                mean, std = self.normalizer.mean.to(self.device), self.normalizer.std.to(self.device)
-                x = self.normalizer.normalize(batch, mean, std)
-            else:
-                x = self.normalizer.normalize(batch)
+            x = self.normalizer.normalize(batch)
             if self.augment is not None:
                 x = self.augment(x)
             yield self.normalizer.resize(x), y

@@ -48,9 +48,8 @@ class ResidentBatches(ArrayBatches):
         uint8 = torch.from_numpy(np.asarray(images[held]))  # one pass over the (memory-mapped) cache
         if self.device.type == "cuda":
             self.data = uint8.pin_memory().to(self.device, non_blocking=True)  # normalised per batch, on the GPU
-            self.mean, self.std = normalizer.mean.to(self.device), normalizer.std.to(self.device)
         else:
-            self.data = normalizer.normalize(uint8)  # float NCHW, normalised once
+            self.data = self.normalizer.normalize(uint8)  # float NCHW, normalised once
         self.label_data = None if labels is None else torch.from_numpy(labels[held]).to(self.device)
         # held-out and test rows come in order: their batches are slices of the resident tensor, not copies
         # (never augmented, so nothing writes into them)
@@ -63,7 +62,7 @@ class ResidentBatches(ArrayBatches):
                     else torch.from_numpy(self.position[rows]).to(self.device))
             x = self.data[take]  # a view for a slice, a gathered copy for an index tensor
             if self.device.type == "cuda":
-                x = self.normalizer.normalize(x, self.mean, self.std)
+                x = self.normalizer.normalize(x)
             if self.augment is not None:
                 x = self.augment(x)
             y = None if self.label_data is None else self.label_data[take]

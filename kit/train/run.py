@@ -31,6 +31,7 @@ from ..report import classification_metrics
 from ..store import Store, read_json
 from ..tta import TTA, describe
 from .augmented_batches import AugmentedBatches
+from .batch_augment import BatchAugment
 from .batch_augment import plan as plan_batch_augment
 from .batches import Normalizer
 from .checkpoint import EpochCheckpoint
@@ -98,13 +99,16 @@ def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, pipeline, folds
         reporter.message(f"{recipe.name}: inputs resized to {inputs.size} px, {inputs.reason}")
     reporter.message(f"training {recipe.name} ({recipe.model.arch}, {folds.n_folds} folds, "
                      f"{recipe.train.epochs} epochs, seeds {recipe.train.seeds}) on {settings.device}")
+    # flips, shifts and cut-outs run on whole batches on the device (kit/train/batch_augment.py); any
+    # other transform runs image by image through albumentations; no transforms: no per-image work at all
+    on_batches = (plan_batch_augment(recipe.augment.transforms, normalizer.to(settings.device))
+                  if pipeline is not None else None)
     if recipe.augment.active or manifest["tta"] != "none":
         augment = recipe.augment
         mixing = [f"{name} p {mix.p:g}" for name, mix in (("mixup", augment.mixup), ("cutmix", augment.cutmix)) if mix]
         where = ""
         if pipeline is not None:
-            where = (" (whole batches, on the device)" if plan_batch_augment(augment.transforms, normalizer)
-                     else " (albumentations, image by image)")
+            where = " (whole batches, on the device)" if on_batches else " (albumentations, image by image)"
         reporter.message(f"{recipe.name}: augmentation {', '.join(next(iter(t)) for t in augment.transforms) or 'none'}"
                          f"{where}{'; ' + ', '.join(mixing) if mixing else ''}; TTA {describe(manifest['tta'])}")
     todo = []
@@ -118,22 +122,26 @@ def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, pipeline, folds
     if done:
         reporter.message(f"{recipe.name}: {done} of {done + len(todo)} (seed, fold) runs already in the store, "
                          f"skipped (--force retrains them)")
+    # the test set is the same for every (seed, fold): held (and, on the CPU, normalised) once
+    test_batches = batches_for(data.test_images, None, np.arange(len(data.test_ids)), recipe.predict.batch_size,
+                               normalizer, settings.device) if todo else None
     reporter.start("train", f"{recipe.name}", total=len(todo) * recipe.train.epochs)
     try:
         for seed, k in todo:
             reporter.advance("train", 0, description=f"{recipe.name} seed {seed} fold {k} of {folds.n_folds}")
             record = train_fold(recipe, data, folds, k, seed, normalizer, settings,
-                                store.fold_dir(data.name, recipe.name, seed, k), reporter, pipeline)
+                                store.fold_dir(data.name, recipe.name, seed, k), test_batches, reporter, pipeline,
+                                on_batches)
             _report_fold(reporter, recipe.name, seed, k, folds.n_folds, record)
     finally:
         reporter.finish("train")
 
-    member = store.assemble(manifest)
     labels = data.train_labels  # the folds' ids are the training ids, in order
-    cv = classification_metrics(labels, member.oof, data.classes)
+    # each seed's folds read once; the model's OOF is their mean, as Store.assemble averages seeds
+    seed_oofs = {seed: store.assemble(manifest, seeds=[seed]).oof for seed in recipe.train.seeds}
+    cv = classification_metrics(labels, np.mean(list(seed_oofs.values()), axis=0), data.classes)
     per_seed = {}
-    for seed in recipe.train.seeds:
-        oof = store.assemble(manifest, seeds=[seed]).oof
+    for seed, oof in seed_oofs.items():
         per_seed[str(seed)] = {k: v for k, v in classification_metrics(labels, oof, data.classes).items()
                                if k in ("accuracy", "log_loss", "macro_f1")}
     fileio.write_json(model_dir / "metrics.json", {"cv": cv, "per_seed": per_seed})
@@ -146,22 +154,23 @@ def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, pipeline, folds
 
 
 def train_fold(recipe: Recipe, data: CompetitionData, folds: Folds, k: int, seed: int, normalizer: Normalizer,
-               settings: DeviceSettings, fold_dir: Path, reporter: Reporter = SILENT, pipeline=None) -> dict:
+               settings: DeviceSettings, fold_dir: Path, test_batches, reporter: Reporter = SILENT, pipeline=None,
+               on_batches: BatchAugment | None = None) -> dict:
     """Train one fold, write its predictions, history and weights; fold.json last, as the 'done' mark.
 
-    `pipeline`: the recipe's albumentations pipeline (kit/augment.py), or None for plain batches."""
+    `pipeline`: the recipe's albumentations pipeline (kit/augment.py), or None for plain batches;
+    `on_batches`: the same transforms as whole-batch ops, when they can be (it is used instead);
+    `test_batches`: the test set's batches, shared by every (seed, fold)."""
     run_seed = seed * 1000 + k  # every (seed, fold) starts from its own, reproducible state
     torch.manual_seed(run_seed)
     train_idx, val_idx = folds.split(k)
     model = build_model(recipe.model, data.num_classes, data.channels, normalizer.size)
     cfg, augment, device = recipe.train, recipe.augment, settings.device
-    # flips, shifts and cut-outs run on whole batches on the device (kit/train/batch_augment.py); any
-    # other transform runs image by image through albumentations; no transforms: no per-image work at all
-    on_batches = plan_batch_augment(augment.transforms, normalizer, seed=run_seed) if pipeline is not None else None
     if pipeline is None or on_batches is not None:
         # resident on the device when the rows fit (kit/train/resident.py), else gathered batch by batch
         train_batches = batches_for(data.train_images, data.train_labels, train_idx, cfg.batch_size, normalizer,
-                                    device, shuffle=True, seed=run_seed, drop_last=True, augment=on_batches)
+                                    device, shuffle=True, seed=run_seed, drop_last=True,
+                                    augment=None if on_batches is None else BatchAugment(on_batches.ops, run_seed))
     else:
         train_batches = AugmentedBatches(data.train_images, data.train_labels, train_idx, cfg.batch_size, normalizer,
                                          pipeline, seed=run_seed, drop_last=True, workers=augment.workers)
@@ -169,8 +178,6 @@ def train_fold(recipe: Recipe, data: CompetitionData, folds: Folds, k: int, seed
              if augment.mixup or augment.cutmix else None)
     val_batches = batches_for(data.train_images, data.train_labels, val_idx, recipe.predict.batch_size, normalizer,
                               device)
-    test_batches = batches_for(data.test_images, None, np.arange(len(data.test_ids)), recipe.predict.batch_size,
-                               normalizer, device)
     checkpoint = EpochCheckpoint(fold_dir / "checkpoint.pt", key=recipe.hash)
     result = fit(model, train_batches, val_batches, cfg, settings, reporter, progress_key="train", checkpoint=checkpoint,
                  mixer=mixer)
