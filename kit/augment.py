@@ -93,13 +93,6 @@ def transform_names() -> list[str]:
     return sorted(names)
 
 
-def _suggest(name: str, known: list[str]) -> str:
-    by_lower = {k.lower(): k for k in known}
-    if name.lower() in by_lower:  # 'horizontalflip': difflib alone misses a difference of case
-        return f" (did you mean '{by_lower[name.lower()]}'?)"
-    return did_you_mean(name, known)
-
-
 def resolve_transforms(entries: Any, where: str = "augment.transforms") -> list[dict]:
     """A recipe's transforms as [{Name: {arguments}}, ...]: presets expanded, every name and argument
     checked against albumentations. RecipeError names the entry (`where`.index.Name.argument)."""
@@ -117,7 +110,7 @@ def resolve_transforms(entries: Any, where: str = "augment.transforms") -> list[
         known = transform_names()
         if name not in known:
             raise RecipeError(f"{at}: '{name}' is not an albumentations transform nor a preset "
-                              f"({', '.join(PRESETS)}){_suggest(name, known + list(PRESETS))}")
+                              f"({', '.join(PRESETS)}){did_you_mean(name, known + list(PRESETS))}")
         if "transforms" in args:  # a composition: its own list, checked the same way
             args = dict(args, transforms=resolve_transforms(args["transforms"], f"{at}.{name}.transforms"))
         resolved.append({name: args})
@@ -183,6 +176,14 @@ def build_pipeline(transforms: list[dict], image_hw: tuple[int, int]):
         return None
     built = [build_transform(e, image_hw, f"augment.transforms.{i}") for i, e in enumerate(transforms)]
     return _albumentations().Compose(built)
+
+
+def checked_pipeline(transforms: list[dict], image_hw: tuple[int, int], images: np.ndarray):
+    """build_pipeline, then tried on a few of `images` (check_pipeline): what training and the preview use."""
+    pipeline = build_pipeline(transforms, image_hw)
+    if pipeline is not None:
+        check_pipeline(pipeline, images, "augment.transforms")
+    return pipeline
 
 
 def seed_pipeline(pipeline, seed: int) -> None:

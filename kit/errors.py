@@ -30,10 +30,14 @@ class SubmissionError(KitError):
 
 
 def did_you_mean(name: str, known) -> str:
-    """' (did you mean 'x'?)' when a close match exists, else ''."""
+    """' (did you mean 'x'?)' when a close match exists (the same name in another case first), else ''."""
     import difflib
 
-    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.6)
+    known = [str(k) for k in known]
+    by_lower = {k.lower(): k for k in known}
+    if str(name).lower() in by_lower:  # 'horizontalflip', 'VGG_SMALL': difflib alone misses a difference of case
+        return f" (did you mean '{by_lower[str(name).lower()]}'?)"
+    close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 

@@ -16,12 +16,14 @@ from pathlib import Path
 import numpy as np
 
 from .competition import decode_image
+from .competition.files import IMAGE_EXTENSIONS
 from .errors import DataError, StoreError
 from .progress import SILENT, Reporter
 from .store import Store, read_json
 from .tta import TTA
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+# a competition's image files, and the netpbm formats Pillow also reads (quick test images are often saved so)
+IMAGE_SUFFIXES = {*IMAGE_EXTENSIONS, ".ppm", ".pgm"}
 
 
 @dataclass
@@ -84,9 +86,10 @@ def predict_images(model_dir: Path, images: list[Path], top: int = 5, device: st
 
     from .models import build_model
     from .recipe import ModelConfig
-    from .train.batches import ArrayBatches, Normalizer
+    from .train.batches import Normalizer
     from .train.device import pick_device
     from .train.loop import predict_proba
+    from .train.resident import batches_for
 
     model_dir = Path(model_dir)
     manifest = read_json(model_dir / "model.json")
@@ -108,21 +111,24 @@ def predict_images(model_dir: Path, images: list[Path], top: int = 5, device: st
     classes = manifest["classes"]
     pixels = np.stack([load_image(p, info["channels"], tuple(info["decoded_size"])) for p in images])
     normalizer = Normalizer(info["mean"], info["std"], manifest["image_size"])
-    batches = ArrayBatches(pixels, None, np.arange(len(pixels)), batch_size, normalizer)
     tta = TTA.from_record(manifest["tta"])
-    settings = pick_device(device)
+    # the precision training predicted the test set with (older models did not record it: automatic)
+    settings = pick_device(device, info.get("precision", "auto"))
+    # the images held on the device and normalised once, as the test set is in training, for every fold
+    batches = batches_for(pixels, None, np.arange(len(pixels)), batch_size, normalizer, settings.device)
     config = ModelConfig(arch=manifest["arch"], params=info["params"])  # no pretrained weights: ours replace them
+    # one network; each (seed, fold)'s weights replace the last one's (a state dict holds every weight and buffer)
+    model = build_model(config, len(classes), info["channels"], manifest["image_size"]).to(settings.device)
     total = np.zeros((len(pixels), len(classes)), dtype=np.float64)
     reporter.start("predict", f"{manifest['name']}: {len(weights)} fold weights", total=len(weights))
     try:
         for path in weights:
-            model = build_model(config, len(classes), info["channels"], manifest["image_size"])
             try:
-                model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+                model.load_state_dict(torch.load(path, map_location=settings.device, weights_only=True))
             except Exception as exc:  # damaged, or not this network's weights
                 raise StoreError(f"{path}: does not load into {manifest['arch']} ({type(exc).__name__}); "
                                  f"retrain the model with --force") from None
-            total += predict_proba(model.to(settings.device), batches, settings, tta)
+            total += predict_proba(model, batches, settings, tta)
             reporter.advance("predict")
     finally:
         reporter.finish("predict")

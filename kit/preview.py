@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from . import fileio
-from .augment import augment_images, build_pipeline, check_pipeline
+from .augment import augment_images, checked_pipeline
 from .competition import load_competition
 from .errors import RecipeError
 from .progress import SILENT, Reporter
@@ -43,14 +43,13 @@ def augment_preview(recipe: Recipe, out: Path, n: int = 8, samples: int = 4, see
     if n < 1 or samples < 1:
         raise RecipeError(f"--n and --samples: expected positive numbers, got {n} and {samples}")
     data = load_competition(recipe.competition_spec, image_size=recipe.image_size, reporter=reporter)
-    pipeline = build_pipeline(recipe.augment.transforms, data.image_size)
+    try:
+        pipeline = checked_pipeline(recipe.augment.transforms, data.image_size, data.train_images)
+    except RecipeError as exc:
+        raise RecipeError(f"{recipe.source}: {exc}") from None
     if pipeline is None:
         raise RecipeError(f"{recipe.source}: augment.transforms: empty, so the network sees the images as cached; "
                           f"nothing to preview")
-    try:
-        check_pipeline(pipeline, data.train_images[:4], "augment.transforms")
-    except RecipeError as exc:
-        raise RecipeError(f"{recipe.source}: {exc}") from None
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(len(data.train_images), size=min(n, len(data.train_images)), replace=False))
     height, width = data.image_size

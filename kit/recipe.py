@@ -230,7 +230,11 @@ class Recipe(Strict):
             del recipe["augment"]["workers"]
         else:
             del recipe["augment"]
-        if self.tta.views in ("none", ["identity"]):
+        # TTA as the store records it (kit/tta.py): a shift that no view uses changes nothing
+        from .tta import TTA
+
+        recipe["tta"] = TTA.from_config(self.tta).record
+        if recipe["tta"] == "none":
             del recipe["tta"]
         return stable_hash(recipe)
 

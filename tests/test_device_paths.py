@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from kit.augment import resolve_transforms
 from kit.recipe import TrainConfig
 from kit.train import resident
 from kit.train.batch_augment import plan
@@ -37,7 +38,7 @@ def test_resident_batches_equal_gathered_batches(augmented):
     images, labels = images_and_labels()
     normalizer = Normalizer.from_images(images, 16)  # resized to 16 px per batch, as for a bigger model input
     rows = np.random.default_rng(1).permutation(50)[:40]
-    entries = ["light", "CoarseDropout"]
+    entries = resolve_transforms(["light", "CoarseDropout"])  # presets expanded, as load_recipe does
 
     def augment():
         return plan(entries, normalizer, seed=5) if augmented else None
@@ -46,6 +47,7 @@ def test_resident_batches_equal_gathered_batches(augmented):
                             augment=augment())
     held = ResidentBatches(images, labels, rows, 16, normalizer, CPU, shuffle=True, seed=3, drop_last=True,
                            augment=augment())
+    assert (held.augment is not None) == augmented
     assert len(held) == len(gathered) == 2
     for _epoch in range(2):  # reshuffled alike each pass
         for (xa, ya), (xb, yb) in zip(gathered, held, strict=True):

@@ -147,12 +147,10 @@ def _download(name: str, num_classes: int, in_chans: int, params: dict) -> nn.Mo
 def _from_file(name: str, path: Path, num_classes: int, in_chans: int, params: dict) -> nn.Module:
     """timm's own loading from a file (pretrained_cfg_overlay=dict(file=...)): its checkpoint filters and in_chans
     adaptation apply. It is made strict by building the classifier the file has, then replacing it."""
-    state = weights.read_state_dict(path)
     classifier = pretrained_cfg(name).get("classifier") or "fc"
     classifier = classifier if isinstance(classifier, str) else classifier[0]
-    weight = state.get(f"{classifier}.weight")
-    file_classes = int(weight.shape[0]) if weight is not None and weight.ndim >= 1 else 0
-    del state  # timm reads the file again itself
+    stat = weights.check_file(path).stat()
+    file_classes = _file_classes(str(path), stat.st_mtime_ns, stat.st_size, classifier)
     try:
         model = _build(name, params, pretrained=True, num_classes=file_classes, in_chans=in_chans,
                        pretrained_cfg_overlay=dict(file=str(path), num_classes=file_classes))
@@ -163,6 +161,14 @@ def _from_file(name: str, path: Path, num_classes: int, in_chans: int, params: d
         raise RecipeError(weights.mismatch_message(path, f"timm/{name}", missing, unexpected, shapes)) from None
     model.reset_classifier(num_classes)  # keeps the model's pooling; a new, randomly initialised classifier
     return model
+
+
+@functools.lru_cache(maxsize=8)
+def _file_classes(path: str, mtime_ns: int, size: int, classifier: str) -> int:
+    """How many classes the file's classifier has. Read once per file version: a recipe builds its
+    network once per fold, and timm reads the whole file itself every time anyway."""
+    weight = weights.read_state_dict(Path(path)).get(f"{classifier}.weight")
+    return int(weight.shape[0]) if weight is not None and weight.ndim >= 1 else 0
 
 
 def norm_stats(name: str, in_chans: int) -> tuple[list[float], list[float]]:

@@ -28,19 +28,15 @@ from .batches import Normalizer
 
 def plan(entries: list, normalizer: Normalizer, seed: int = 0) -> "BatchAugment | None":
     """A BatchAugment for a recipe's augment.transforms entries ({Name: {args}} or 'Name'), or None."""
-    import albumentations as A
     import cv2
+
+    from ..augment import CHECK_SIZE, build_transform
 
     ops = []
     for entry in entries:
-        name, args = (entry, {}) if isinstance(entry, str) else next(iter(entry.items()))
-        cls = getattr(A, name, None)
-        if cls is None:
-            return None
-        try:
-            t = cls(**(args or {}))
-        except Exception:  # not ours to report: the recipe check does that
-            return None
+        # built exactly as the per-image pipeline builds it, so its arguments are read back as albumentations parsed them
+        t = build_transform(entry, CHECK_SIZE, "augment.transforms")
+        name = type(t).__name__
         if name in ("HorizontalFlip", "VerticalFlip"):
             ops.append(Flip(dim=-1 if name == "HorizontalFlip" else -2, p=t.p))
         elif name == "Affine":

@@ -19,7 +19,7 @@ import torch
 import yaml
 
 from .. import __version__, fileio
-from ..augment import build_pipeline, check_pipeline
+from ..augment import checked_pipeline
 from ..competition import CompetitionData, load_competition
 from ..errors import DataError, RecipeError, StoreError
 from ..folds import Folds, load_or_make_folds
@@ -64,9 +64,7 @@ def train_recipe(recipe: Recipe, store: Store, reporter: Reporter = SILENT, forc
         inputs = resolve_input(recipe.model, recipe.image_size, data.image_size[0], data.channels)
         build_model(recipe.model, data.num_classes, data.channels, inputs.size)
         # the augmentation pipeline at the cached images' size, tried on a few of them
-        pipeline = build_pipeline(recipe.augment.transforms, data.image_size)
-        if pipeline is not None:
-            check_pipeline(pipeline, data.train_images[:4], "augment.transforms")
+        pipeline = checked_pipeline(recipe.augment.transforms, data.image_size, data.train_images)
     except RecipeError as exc:
         raise RecipeError(f"{recipe.source}: {exc}") from None
     try:
@@ -221,7 +219,8 @@ def _manifest(recipe: Recipe, data: CompetitionData, folds: Folds, store: Store,
         "tta": TTA.from_config(recipe.tta).record,
         # what kit predict needs to rebuild the network and feed it new images exactly as in training
         "predict": {"params": recipe.model.params, "channels": data.channels, "decoded_size": list(data.image_size),
-                    "mean": normalizer.mean.flatten().tolist(), "std": normalizer.std.flatten().tolist()},
+                    "mean": normalizer.mean.flatten().tolist(), "std": normalizer.std.flatten().tolist(),
+                    "precision": recipe.train.precision},
         "kit_version": __version__,
         "created": _now(),
     }
