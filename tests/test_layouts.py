@@ -222,6 +222,17 @@ def test_npz_without_the_named_array_is_named(tmp_path):
         load_competition(NpzSpec(name="tiny", root=tmp_path, labels_key="y"))
 
 
+def test_an_array_layout_reads_its_sample_submission_like_a_file_layout(tmp_path):
+    competitions.npz(tmp_path)
+    (tmp_path / "sample_submission.csv").write_text("id\n0\n1\n")
+    with pytest.raises(DataError, match=r"sample_submission.csv: expected an id column and at least one answer "
+                                        r"column, found \['id'\]"):
+        load_competition(NpzSpec(name="tiny", root=tmp_path))
+    (tmp_path / "sample_submission.csv").write_text("id,label\n")
+    with pytest.raises(DataError, match=r"sample_submission.csv: no rows; the sample submission must list every"):
+        load_competition(NpzSpec(name="tiny", root=tmp_path))
+
+
 def test_prepare_cli_summarises_and_fails_cleanly(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     competitions.labels_csv(tmp_path / "comp")

@@ -25,7 +25,7 @@ from .digits import digits_spec, ensure_digits
 from .labels_csv import read_labels_csv
 from .npz_arrays import read_npz
 from .pixel_csv import read_pixel_listing
-from .sample import check_sample_answers, check_sample_submission, write_sample
+from .sample import check_sample_answers, write_sample
 from .spec import LAYOUTS, CompetitionSpec, ImageFilesSpec
 from .tables import check_unique_ids, read_csv, require_column
 
@@ -94,13 +94,9 @@ def load_competition(spec: CompetitionSpec, image_size: int | None = None, repor
     label_index = {c: i for i, c in enumerate(classes)}
     labels = np.array([label_index[label] for label in listing.train_labels], dtype=np.int64)
 
-    sample = listing.sample_submission
-    if sample is None and spec.sample_submission is not None:
-        # array layouts: the test ids come from the test file; the sample submission must list the same
-        sample = spec.path(spec.sample_submission)
-        check_sample_submission(sample, spec, listing.test_ids)
-    if sample is not None:
-        check_sample_answers(sample, spec, classes)
+    if listing.sample is not None:
+        check_sample_answers(listing.sample, classes)
+        sample = listing.sample.path
     else:
         sample = write_sample(cache_folder(spec), spec, listing.test_ids, classes)
 
