@@ -133,17 +133,18 @@ def class_folder_images(folder: Path, field: str) -> tuple[np.ndarray, np.ndarra
                         f"{folder}/<class>/<image>)")
     ids, labels, paths = [], [], []
     for label in classes:
-        found = []
-        for dirpath, dirnames, filenames in os.walk(folder / label):
+        top, found = str(folder / label), []
+        for dirpath, dirnames, filenames in os.walk(top):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             found += [os.path.join(dirpath, n) for n in filenames if is_image(n)]
         if not found:
             raise DataError(f"{folder / label}: empty class folder, no image files")
         found.sort(key=natural_key)
-        for path in found:
-            ids.append(Path(os.path.splitext(os.path.relpath(path, folder))[0]).as_posix())
-            labels.append(label)
-            paths.append(path)
+        # every path walked starts with top + os.sep: cutting it off is the relative path, without pathlib
+        start = len(top) + 1
+        ids += [f"{label}/{os.path.splitext(path[start:])[0].replace(os.sep, '/')}" for path in found]
+        labels += [label] * len(found)
+        paths += found
     ids = np.array(ids, dtype=str)
     dup = first_duplicate(ids)
     if dup is not None:
