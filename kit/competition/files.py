@@ -55,9 +55,10 @@ def list_folder(folder: Path, field: str) -> dict[str, str]:
         return {e.name: e.path for e in entries if e.is_file()}
 
 
-def files_for_ids(pattern: ImagePattern, ids: np.ndarray, source: Path, field: str) -> list[str]:
-    """The image file of each id, in the ids' order; a missing one names its line in `source`."""
-    listing = list_folder(pattern.folder, field)
+def files_for_ids(pattern: ImagePattern, listing: dict[str, str], ids: np.ndarray, source: Path,
+                  field: str) -> list[str]:
+    """The image file of each id, in the ids' order, from `listing` (list_folder of the pattern's folder);
+    a missing one names its line in `source`."""
     if not any(is_image(n) for n in listing):
         raise DataError(f"{pattern.folder}: empty folder, no image files (the competition's '{field}')")
     by_stem: dict[str, tuple[int, str]] = {}
@@ -79,11 +80,10 @@ def files_for_ids(pattern: ImagePattern, ids: np.ndarray, source: Path, field: s
     return paths
 
 
-def unlisted_images(pattern: ImagePattern, paths: list[str]) -> list[str]:
-    """Image files in the pattern's folder that match it but are not among `paths`."""
+def unlisted_images(pattern: ImagePattern, listing: dict[str, str], paths: list[str]) -> list[str]:
+    """Image files in `listing` (list_folder of the pattern's folder) that match it but are not among `paths`."""
     used = set(paths)
-    names = list_folder(pattern.folder, "test_images")
-    return sorted((p for n, p in names.items() if is_image(n) and p not in used and _id_of(pattern, n) is not None),
+    return sorted((p for n, p in listing.items() if is_image(n) and p not in used and _id_of(pattern, n) is not None),
                   key=natural_key)
 
 

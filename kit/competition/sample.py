@@ -11,7 +11,7 @@ import pandas as pd
 
 from .. import fileio
 from ..errors import DataError
-from .files import ImagePattern, files_for_ids, folder_images, unlisted_images
+from .files import ImagePattern, files_for_ids, folder_images, list_folder, unlisted_images
 from .spec import CompetitionSpec, ImageFilesSpec
 from .tables import check_unique_ids, read_text_table
 
@@ -56,8 +56,9 @@ def read_test_folder(spec: ImageFilesSpec) -> dict:
         ids, files = folder_images(pattern, "test_images")
         return {"test_ids": ids, "test_files": files}
     ids = sample.ids()
-    files = files_for_ids(pattern, ids, sample.path, "test_images")
-    extra = unlisted_images(pattern, files)
+    listing = list_folder(pattern.folder, "test_images")  # one scan for both
+    files = files_for_ids(pattern, listing, ids, sample.path, "test_images")
+    extra = unlisted_images(pattern, listing, files)
     if extra:
         raise DataError(f"{extra[0]}: a test image that {sample.path.name} does not list ({len(extra)} such images); "
                         f"the sample submission must list every test image once")
