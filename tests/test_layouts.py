@@ -142,6 +142,8 @@ def test_inline_competition_in_a_recipe_resolves_to_its_layout(tmp_path):
      r"train_csv: unknown key; allowed keys here: .*train_labels"),
     ({"name": "x", "root": ".", "layout": "labels_csv", "train_images": "train/"}, r"train_images: .*'\{id\}' once"),
     ({"name": "x", "root": ".", "layout": "npz", "image_size": 32}, r"image_size: unknown key"),
+    # a key of the user's that starts with a capital is named (only schema class names are left out)
+    ({"name": "x", "root": ".", "layout": "npz", "Train": "a"}, r"recipes/r.yaml: competition\.Train: unknown key"),
 ])
 def test_bad_competition_specs_are_named(entry, message):
     with pytest.raises(RecipeError, match=message):
