@@ -34,7 +34,7 @@ import numpy as np
 from .. import fileio
 from ..errors import DataError
 from ..progress import SILENT, Reporter
-from .decode import GRAY_MODES, MIXED, MixedSizesError, decode_files, probe_images
+from .decode import GRAY_MODES, MIXED, NEEDS_A_SIZE, MixedSizesError, decode_files, probe_images
 from .spec import CompetitionSpec, ImageFilesSpec
 
 CACHE_VERSION = 1
@@ -137,8 +137,7 @@ def _decode(spec: ImageFilesSpec, folder: Path, key: str, train: list[str], test
         other = next((p for p in probes if p.size != native), None)
         if other is not None:
             raise MixedSizesError(f"{other.path}: {other.size[0]}x{other.size[1]} pixels where {probes[0].path} is "
-                            f"{native[0]}x{native[1]}; images of {MIXED} need an image_size "
-                            f"(in the competition or the recipe) to be resized to")
+                                  f"{native[0]}x{native[1]}; {NEEDS_A_SIZE}")
     height, width = (size, size) if size is not None else (native[1], native[0])
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,8 @@ class MixedSizesError(DataError):
 
 
 MIXED = "mixed sizes"
+# how a MixedSizesError ends, whether the cache's probe or a decoding worker found the odd image
+NEEDS_A_SIZE = f"images of {MIXED} need an image_size (in the competition or the recipe) to be resized to"
 
 
 def default_workers() -> int:
@@ -124,15 +126,15 @@ def decode_files(target: Path, offset: int, paths: list[str], size: int | None, 
 def _finish(result: tuple[list[bytes], tuple | None], task: tuple) -> list[bytes]:
     digests, failure = result
     if failure is not None:
-        index, message = failure
-        error = MixedSizesError if MIXED in message else DataError
-        raise error(f"{task[2][index]}: {message}")
+        index, message, mixed = failure
+        raise (MixedSizesError if mixed else DataError)(f"{task[2][index]}: {message}")
     return digests
 
 
 def decode_chunk(target: str, offset: int, paths: list[str], size: int | None, channels: int,
                  native: tuple[int, int], inferred_gray: bool = False) -> tuple[list[bytes], tuple | None]:
-    """Worker: decode `paths` into rows offset.. of `target`; (file hashes, None) or (hashes so far, (index, message))."""
+    """Worker: decode `paths` into rows offset.. of `target`; (file hashes, None) or
+    (hashes so far, (index, message, whether the image's size is what failed))."""
     out = np.load(target, mmap_mode="r+")
     digests = []
     try:
@@ -144,14 +146,13 @@ def decode_chunk(target: str, offset: int, paths: list[str], size: int | None, c
                     if size is None and image.size != native and upright_size(image) != native:
                         width, height = upright_size(image)
                         return digests, (i, f"{width}x{height} pixels where the other images are "
-                                            f"{native[0]}x{native[1]}; images of {MIXED} need an image_size "
-                                            f"(in the competition or the recipe) to be resized to")
+                                            f"{native[0]}x{native[1]}; {NEEDS_A_SIZE}", True)
                     if inferred_gray and image.mode not in GRAY_MODES:
                         return digests, (i, f"a colour image ({image.mode}) where the sampled images are grayscale; "
-                                            f"set channels: 3 in the competition (or channels: 1 to convert it)")
+                                            f"set channels: 3 in the competition (or channels: 1 to convert it)", False)
                     out[offset + i] = to_array(image, size, channels)
             except Exception as exc:  # a damaged file is the user's data, not a bug: report which one
-                return digests, (i, f"not a readable image ({_reason(exc)})")
+                return digests, (i, f"not a readable image ({_reason(exc)})", False)
             digests.append(hashlib.blake2b(data, digest_size=8).digest())
     finally:
         out.flush()
