@@ -224,6 +224,23 @@ def test_npz_without_the_named_array_is_named(tmp_path):
         load_competition(NpzSpec(name="tiny", root=tmp_path, labels_key="y"))
 
 
+def test_duplicate_ids_in_an_archive_or_a_folder_are_named(tmp_path):
+    competitions.npz(tmp_path / "npz")
+    np.savez(tmp_path / "npz" / "train.npz", images=competitions.images(6), labels=np.array(["a", "b"] * 3),
+             ids=np.array(["x", "y", "z", "y", "q", "x"]))
+    with pytest.raises(DataError, match=r"train.npz: duplicate id 'x' in 'ids' \(rows 0, 5\)"):
+        load_competition(NpzSpec(name="tiny", root=tmp_path / "npz"))
+    root = tmp_path / "folders"
+    competitions.class_folders(root)
+    competitions.save(root / "test" / "t1.jpg", competitions.images(1)[0])
+    with pytest.raises(DataError, match=r"test: two images share the id 't1' \(t1.jpg and t1.png\)"):
+        load_competition(ClassFoldersSpec(name="tiny", root=root, sample_submission=None))
+    (root / "test" / "t1.jpg").unlink()
+    competitions.save(root / "train" / "n02" / "img1.jpg", competitions.images(1)[0])
+    with pytest.raises(DataError, match=r"train: two images share the id 'n02/img1' \(same name, different ext"):
+        load_competition(ClassFoldersSpec(name="tiny", root=root, sample_submission=None))
+
+
 def test_an_array_layout_reads_its_sample_submission_like_a_file_layout(tmp_path):
     competitions.npz(tmp_path)
     (tmp_path / "sample_submission.csv").write_text("id\n0\n1\n")

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from .tables import first_duplicate
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 _RANK = {ext: i for i, ext in enumerate(IMAGE_EXTENSIONS)}
@@ -97,16 +98,12 @@ def folder_images(pattern: ImagePattern, field: str) -> tuple[np.ndarray, list[s
         raise DataError(f"{pattern.folder}: empty folder, no image files matching '{pattern.text}' "
                         f"(the competition's '{field}')")
     ids = np.array([i for i, _ in found], dtype=str)
-    dup = first_duplicate(ids)
-    if dup is not None:
-        names = [os.path.basename(p) for i, p in found if i == dup][:2]
+    duplicate = first_duplicate(ids)
+    if duplicate is not None:
+        dup, rows = duplicate
+        names = [os.path.basename(found[row][1]) for row in rows]
         raise DataError(f"{pattern.folder}: two images share the id '{dup}' ({names[0]} and {names[1]})")
     return ids, [p for _, p in found]
-
-
-def first_duplicate(ids: np.ndarray) -> str | None:
-    values, counts = np.unique(ids, return_counts=True)
-    return str(values[counts > 1][0]) if (counts > 1).any() else None
 
 
 def _id_of(pattern: ImagePattern, name: str) -> str | None:
@@ -146,7 +143,7 @@ def class_folder_images(folder: Path, field: str) -> tuple[np.ndarray, np.ndarra
         labels += [label] * len(found)
         paths += found
     ids = np.array(ids, dtype=str)
-    dup = first_duplicate(ids)
-    if dup is not None:
-        raise DataError(f"{folder}: two images share the id '{dup}' (same name, different extensions)")
+    duplicate = first_duplicate(ids)
+    if duplicate is not None:
+        raise DataError(f"{folder}: two images share the id '{duplicate[0]}' (same name, different extensions)")
     return ids, np.array(labels, dtype=str), paths

@@ -14,8 +14,8 @@ import numpy as np
 
 from ..errors import DataError
 from .data import Listing, array_listing
-from .files import first_duplicate
 from .spec import NpzSpec
+from .tables import first_duplicate
 
 
 def read_npz(spec: NpzSpec) -> Listing:
@@ -37,10 +37,10 @@ def read_npz_split(spec: NpzSpec, field: str, with_labels: bool):
     ids = np.arange(n).astype(str)
     if spec.ids_key in arrays:
         ids = _vector(path, arrays[spec.ids_key], spec.ids_key, n).astype(str)
-        dup = first_duplicate(ids)
-        if dup is not None:
-            raise DataError(f"{path}: duplicate id '{dup}' in '{spec.ids_key}' (rows "
-                            f"{', '.join(map(str, np.flatnonzero(ids == dup)[:2]))})")
+        duplicate = first_duplicate(ids)
+        if duplicate is not None:
+            dup, rows = duplicate
+            raise DataError(f"{path}: duplicate id '{dup}' in '{spec.ids_key}' (rows {', '.join(map(str, rows))})")
     labels = None
     if with_labels:
         labels = _labels(path, _vector(path, _array(arrays, path, spec.labels_key, "labels_key"), spec.labels_key, n),

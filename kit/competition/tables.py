@@ -30,11 +30,20 @@ def require_column(frame: pd.DataFrame, path: Path, column: str, field: str) -> 
         raise DataError(f"{path}: no column '{column}' (set by {field}); columns are: {shown}")
 
 
+def first_duplicate(ids: np.ndarray) -> tuple[str, np.ndarray] | None:
+    """The smallest id that occurs more than once and the rows of its first two occurrences; None if all differ."""
+    values, counts = np.unique(ids, return_counts=True)
+    if not (counts > 1).any():
+        return None
+    dup = values[counts > 1][0]
+    return str(dup), np.flatnonzero(ids == dup)[:2]
+
+
 def check_unique_ids(ids: np.ndarray, path: Path) -> None:
-    values, first, counts = np.unique(ids, return_index=True, return_counts=True)
-    if (counts > 1).any():
-        dup = values[counts > 1][0]
-        rows = np.flatnonzero(ids == dup)[:2] + 2  # +2: header line, 1-based
+    duplicate = first_duplicate(ids)
+    if duplicate is not None:
+        dup, rows = duplicate
+        rows = rows + 2  # +2: header line, 1-based
         raise DataError(f"{path}: duplicate id '{dup}' (lines {rows[0]} and {rows[1]})")
 
 
