@@ -13,7 +13,7 @@ import numpy as np
 import yaml
 from pydantic import ValidationError
 
-from ..errors import DataError, RecipeError, did_you_mean
+from ..errors import DataError, RecipeError, did_you_mean, first_line, reason
 from ..fileio import array_hash, stable_hash
 from ..progress import SILENT, Reporter
 from ..schema import format_validation_error
@@ -58,7 +58,7 @@ def resolve_competition(entry, source: str = "recipe") -> CompetitionSpec:
         try:
             entry_data = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
-            raise RecipeError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+            raise RecipeError(f"{path}: not valid YAML ({first_line(exc)})") from None
         return _validate(entry_data, str(path))
     return _validate(entry, source, prefix="competition.")
 
@@ -135,7 +135,7 @@ def subset_rows(labels: np.ndarray, size: int, name: str) -> np.ndarray:
                                    random_state=SUBSET_SEED)
     except ValueError as exc:
         raise DataError(f"competition '{name}': train_subset: {size} images cannot hold every class "
-                        f"({' '.join(str(exc).split())})") from None
+                        f"({reason(exc, limit=None)})") from None
     return np.sort(rows)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..errors import DataError
+from ..errors import DataError, reason
 from ..progress import SILENT, Reporter
 
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
@@ -60,7 +60,7 @@ def decode_image(path: str | Path, size: int | None = None, channels: int = 3) -
         with Image.open(path) as image:
             return to_array(image, size, channels)
     except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError... for a damaged file
-        raise DataError(f"{path}: not a readable image ({_reason(exc)})") from None
+        raise DataError(f"{path}: not a readable image ({reason(exc)})") from None
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def probe_images(paths: list[str], count: int = 16) -> list[Probe]:
             with Image.open(paths[i]) as image:
                 probes.append(Probe(paths[i], upright_size(image), image.mode))
         except Exception as exc:
-            raise DataError(f"{paths[i]}: not a readable image ({_reason(exc)})") from None
+            raise DataError(f"{paths[i]}: not a readable image ({reason(exc)})") from None
     return probes
 
 
@@ -152,14 +152,9 @@ def decode_chunk(target: str, offset: int, paths: list[str], size: int | None, c
                                             f"set channels: 3 in the competition (or channels: 1 to convert it)", False)
                     out[offset + i] = to_array(image, size, channels)
             except Exception as exc:  # a damaged file is the user's data, not a bug: report which one
-                return digests, (i, f"not a readable image ({_reason(exc)})", False)
+                return digests, (i, f"not a readable image ({reason(exc)})", False)
             digests.append(hashlib.blake2b(data, digest_size=8).digest())
     finally:
         out.flush()
         del out
     return digests, None
-
-
-def _reason(exc: Exception) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:120]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, reason
 from .data import Listing, array_listing
 from .spec import NpzSpec
 from .tables import first_duplicate
@@ -31,7 +31,7 @@ def read_npz_split(spec: NpzSpec, field: str, with_labels: bool):
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: not a readable .npz archive ({' '.join(str(exc).split())[:120]})") from None
+        raise DataError(f"{path}: not a readable .npz archive ({reason(exc)})") from None
     images = _images(path, _array(arrays, path, spec.images_key, "images_key"))
     n = len(images)
     ids = np.arange(n).astype(str)
