@@ -120,7 +120,7 @@ def load_competition(spec: CompetitionSpec, image_size: int | None = None, repor
                            train_labels=labels, test_ids=listing.test_ids, test_images=test_images,
                            sample_submission=sample, solution=spec.path(spec.solution) if spec.solution else None,
                            fingerprint=fingerprint, cache_folder=cached.folder if cached else None,
-                           decoded=bool(cached and cached.decoded))
+                           decoded=bool(cached and cached.decoded), cache_meta=cached.meta if cached else None)
 
 
 def subset_rows(labels: np.ndarray, size: int, name: str) -> np.ndarray:

@@ -60,9 +60,10 @@ class CompetitionData:
     sample_submission: Path
     solution: Path | None = None
     fingerprint: str = field(default="")
-    # where the decoded images are cached, and whether this load decoded them (image-file layouts)
+    # where the decoded images are cached, whether this load decoded them, and the cache's meta.json (image-file layouts)
     cache_folder: Path | None = None
     decoded: bool = False
+    cache_meta: dict | None = None
 
     def __post_init__(self):
         if not self.fingerprint:
