@@ -34,7 +34,7 @@ import numpy as np
 from .. import fileio
 from ..errors import DataError
 from ..progress import SILENT, Reporter
-from .decode import GRAY_MODES, MIXED, NEEDS_A_SIZE, MixedSizesError, decode_files, probe_images
+from .decode import DECODE_TASK, GRAY_MODES, MIXED, NEEDS_A_SIZE, MixedSizesError, decode_files, probe_images
 from .spec import CompetitionSpec, ImageFilesSpec
 
 CACHE_VERSION = 1
@@ -147,7 +147,7 @@ def _decode(spec: ImageFilesSpec, folder: Path, key: str, train: list[str], test
 
     started = time.perf_counter()
     temporary = []
-    reporter.start("decode", f"{spec.name}: decoding {len(train) + len(test)} images", total=len(train) + len(test))
+    reporter.start(DECODE_TASK, f"{spec.name}: decoding {len(train) + len(test)} images", total=len(train) + len(test))
     try:
         digests = []
         for split, paths in (("train", train), ("test", test)):
@@ -155,7 +155,7 @@ def _decode(spec: ImageFilesSpec, folder: Path, key: str, train: list[str], test
             os.close(fd)
             temporary.append(Path(tmp))
             np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), height, width, channels)).flush()
-            digests += decode_files(Path(tmp), 0, paths, size, channels, native, reporter, "decode", workers,
+            digests += decode_files(Path(tmp), paths, size, channels, native, reporter, workers,
                                     inferred_gray=spec.channels is None and channels == 1)
         for tmp in temporary:
             with open(tmp, "rb+") as f:
@@ -180,7 +180,7 @@ def _decode(spec: ImageFilesSpec, folder: Path, key: str, train: list[str], test
         }
         fileio.write_json(folder / "meta.json", meta)
     finally:
-        reporter.finish("decode")
+        reporter.finish(DECODE_TASK)
         for tmp in temporary:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)

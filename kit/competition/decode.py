@@ -23,6 +23,8 @@ from ..progress import SILENT, Reporter
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 # below this many images a worker pool costs more than it saves
 MIN_PARALLEL = 512
+# the reporter's task a decode advances (the cache starts and finishes it)
+DECODE_TASK = "decode"
 
 
 class MixedSizesError(DataError):
@@ -88,23 +90,23 @@ def upright_size(image: Image.Image) -> tuple[int, int]:
     return image.size[::-1] if image.getexif().get(0x0112, 1) in (5, 6, 7, 8) else image.size
 
 
-def decode_files(target: Path, offset: int, paths: list[str], size: int | None, channels: int,
-                 native: tuple[int, int], reporter: Reporter = SILENT, key: str = "decode",
-                 workers: int | None = None, inferred_gray: bool = False) -> list[bytes]:
-    """Decode `paths` into rows offset.. of the .npy file `target`; the hash of each file's bytes, in order.
+def decode_files(target: Path, paths: list[str], size: int | None, channels: int, native: tuple[int, int],
+                 reporter: Reporter = SILENT, workers: int | None = None, inferred_gray: bool = False) -> list[bytes]:
+    """Decode `paths` into the rows of the .npy file `target`; the hash of each file's bytes, in order.
+    Each decoded chunk advances `reporter`'s task DECODE_TASK.
 
     With `size` None every image must be `native` (width, height) pixels; else each is resized to size x size.
     `inferred_gray`: one channel was chosen because a sample of the images was grayscale, so a colour
     image is an error rather than silently losing its colour."""
     workers = default_workers() if workers is None else max(1, workers)
     chunk = int(np.clip(len(paths) // (workers * 16), 64, 2048))
-    tasks = [(str(target), offset + start, paths[start:start + chunk], size, channels, native, inferred_gray)
+    tasks = [(str(target), start, paths[start:start + chunk], size, channels, native, inferred_gray)
              for start in range(0, len(paths), chunk)]
     digests: list[list[bytes]] = [[] for _ in tasks]
     if workers == 1 or len(paths) < MIN_PARALLEL:
         for t, task in enumerate(tasks):
             digests[t] = _finish(decode_chunk(*task), task)
-            reporter.advance(key, len(task[2]))
+            reporter.advance(DECODE_TASK, len(task[2]))
         return [d for part in digests for d in part]
     with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
         futures = {pool.submit(decode_chunk, *task): t for t, task in enumerate(tasks)}
@@ -115,7 +117,7 @@ def decode_files(target: Path, offset: int, paths: list[str], size: int | None, 
                 for future in done:
                     t = futures[future]
                     digests[t] = _finish(future.result(), tasks[t])
-                    reporter.advance(key, len(tasks[t][2]))
+                    reporter.advance(DECODE_TASK, len(tasks[t][2]))
         except BaseException:
             for future in pending:
                 future.cancel()
