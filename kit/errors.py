@@ -45,3 +45,11 @@ def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (third-party messages can span many lines)."""
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
+
+
+def reason(exc: BaseException, limit: int | None = 120) -> str:
+    """An exception's whole message on one line (each run of whitespace, newlines too, as one space),
+    cut at `limit` characters; its class name when the message is empty. For third-party errors
+    (PIL, NumPy, scikit-learn) whose every line may matter but must fit in kit's one-line message."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if limit is None else text[:limit]

@@ -39,10 +39,7 @@ def _field_model(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
 
 def _describe(model: type[BaseModel], error: dict) -> str:
     loc = tuple(error["loc"])
-    # pydantic puts the name of the union branch it tried into loc ('int', 'str', 'function-after'...);
-    # users never wrote those, so drop them from the path.
-    shown = [str(p) for p in loc if not _is_branch_name(p)]
-    path = ".".join(shown) or "(top level)"
+    path = _path(loc) or "(top level)"
     kind = error["type"]
     given = error.get("input")
     if kind == "extra_forbidden":
@@ -63,9 +60,25 @@ _BRANCH_NAMES = {"int", "str", "float", "bool", "list", "dict", "tuple", "functi
                  "constrained-float", "is-instance", "union"}
 
 
-def _is_branch_name(part) -> bool:
-    """pydantic names union branches in loc: 'int', 'function-after[...]', or a model's class name."""
-    return isinstance(part, str) and (part in _BRANCH_NAMES or "[" in part or part[:1].isupper())
+def _schema_class_names() -> set[str]:
+    """The names of every schema class (Strict and its subclasses, however deep)."""
+    names, todo = set(), [Strict]
+    while todo:
+        cls = todo.pop()
+        names.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return names
+
+
+def _path(loc) -> str:
+    """The dotted path a user wrote ('train.optimizer.name') from a pydantic error's loc.
+
+    pydantic puts the name of the union branch it tried into loc ('int', 'str', 'function-after[...]',
+    or a schema class's name such as 'CompetitionSpec'); users never wrote those, so they are dropped.
+    A key of the user's that merely starts with a capital letter ('Train') is kept."""
+    classes = _schema_class_names()
+    return ".".join(str(p) for p in loc
+                    if not (isinstance(p, str) and (p in _BRANCH_NAMES or "[" in p or p in classes)))
 
 
 def format_validation_error(source: str, model: type[BaseModel], exc: ValidationError, limit: int = 3,
@@ -74,7 +87,7 @@ def format_validation_error(source: str, model: type[BaseModel], exc: Validation
     errors = exc.errors(include_url=False)
     # `str | Section` given a mapping fails both branches: drop the "not a str" error when the
     # other branch says what is wrong inside the mapping
-    paths = [".".join(str(p) for p in e["loc"] if not _is_branch_name(p)) for e in errors]
+    paths = [_path(e["loc"]) for e in errors]
     errors = [e for e, path in zip(errors, paths)
               if not (e["type"].endswith("_type") and any(o != path and o.startswith(path + ".") for o in paths))]
     # a value that fails every branch of a union yields one error per branch; say it once

@@ -193,12 +193,10 @@ def verify_model(model_dir: Path) -> list[str]:
     def readable(path: Path, load) -> None:
         try:
             load(path)
+        except StoreError as exc:  # read as blending reads it: its message names the file and the cause
+            problems.append(str(exc))
         except Exception as exc:  # what matters is only that it does not read back
             problems.append(f"{path}: unreadable ({type(exc).__name__})")
-
-    def load_npz(path):
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
 
     for path in sorted(Path(model_dir).rglob("*")):
         if not path.is_file():
@@ -206,9 +204,9 @@ def verify_model(model_dir: Path) -> list[str]:
         if path.name.endswith(".tmp"):
             continue  # a temporary file a killed writer left; never read, replaced on the next write
         if path.suffix == ".json":
-            readable(path, lambda p: json.loads(p.read_text()))
+            readable(path, read_json)
         elif path.suffix == ".npz":
-            readable(path, load_npz)
+            readable(path, lambda p: read_npz(p, ("ids", "probs")))  # the store's .npz files: oof, test
         elif path.suffix == ".pt":
             readable(path, lambda p: torch.load(p, map_location="cpu", weights_only=False))
         elif path.suffix in (".csv", ".yaml"):

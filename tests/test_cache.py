@@ -137,3 +137,14 @@ def test_each_decode_size_has_its_own_slot_and_kit_cache_moves_them(tmp_path, mo
     assert not (tmp_path / "comp" / ".kit-cache").exists()
     # a subset of the same files (another competition name) finds the same decoded images
     assert not load_competition(_spec(tmp_path / "comp", name="tiny-4", train_subset=4, image_size=4)).decoded
+
+
+def test_a_mixed_size_found_while_decoding_falls_back_like_one_found_by_the_probe(tmp_path):
+    # 40 images: the probe reads 16 of them, not im1, so a decoding worker is the one to find it
+    competitions.labels_csv(tmp_path, labels=("cat", "dog") * 20)
+    competitions.save(tmp_path / "train" / "im1.png", competitions.images(1, 12)[0])
+    with pytest.raises(DataError, match=r"train/im1.png: 12x12 pixels where the other images are 8x8; "
+                                        r"images of mixed sizes need an image_size"):
+        load_competition(_spec(tmp_path))
+    data = load_competition(_spec(tmp_path), image_size=6)
+    assert data.decoded and data.cache_folder.name == "6px-auto" and data.train_images.shape == (40, 6, 6, 3)

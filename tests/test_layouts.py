@@ -142,6 +142,8 @@ def test_inline_competition_in_a_recipe_resolves_to_its_layout(tmp_path):
      r"train_csv: unknown key; allowed keys here: .*train_labels"),
     ({"name": "x", "root": ".", "layout": "labels_csv", "train_images": "train/"}, r"train_images: .*'\{id\}' once"),
     ({"name": "x", "root": ".", "layout": "npz", "image_size": 32}, r"image_size: unknown key"),
+    # a key of the user's that starts with a capital is named (only schema class names are left out)
+    ({"name": "x", "root": ".", "layout": "npz", "Train": "a"}, r"recipes/r.yaml: competition\.Train: unknown key"),
 ])
 def test_bad_competition_specs_are_named(entry, message):
     with pytest.raises(RecipeError, match=message):
@@ -220,6 +222,34 @@ def test_npz_without_the_named_array_is_named(tmp_path):
     competitions.npz(tmp_path)
     with pytest.raises(DataError, match=r"train.npz: no array 'y' \(set by labels_key\); arrays are: images, labels, ids"):
         load_competition(NpzSpec(name="tiny", root=tmp_path, labels_key="y"))
+
+
+def test_duplicate_ids_in_an_archive_or_a_folder_are_named(tmp_path):
+    competitions.npz(tmp_path / "npz")
+    np.savez(tmp_path / "npz" / "train.npz", images=competitions.images(6), labels=np.array(["a", "b"] * 3),
+             ids=np.array(["x", "y", "z", "y", "q", "x"]))
+    with pytest.raises(DataError, match=r"train.npz: duplicate id 'x' in 'ids' \(rows 0, 5\)"):
+        load_competition(NpzSpec(name="tiny", root=tmp_path / "npz"))
+    root = tmp_path / "folders"
+    competitions.class_folders(root)
+    competitions.save(root / "test" / "t1.jpg", competitions.images(1)[0])
+    with pytest.raises(DataError, match=r"test: two images share the id 't1' \(t1.jpg and t1.png\)"):
+        load_competition(ClassFoldersSpec(name="tiny", root=root, sample_submission=None))
+    (root / "test" / "t1.jpg").unlink()
+    competitions.save(root / "train" / "n02" / "img1.jpg", competitions.images(1)[0])
+    with pytest.raises(DataError, match=r"train: two images share the id 'n02/img1' \(same name, different ext"):
+        load_competition(ClassFoldersSpec(name="tiny", root=root, sample_submission=None))
+
+
+def test_an_array_layout_reads_its_sample_submission_like_a_file_layout(tmp_path):
+    competitions.npz(tmp_path)
+    (tmp_path / "sample_submission.csv").write_text("id\n0\n1\n")
+    with pytest.raises(DataError, match=r"sample_submission.csv: expected an id column and at least one answer "
+                                        r"column, found \['id'\]"):
+        load_competition(NpzSpec(name="tiny", root=tmp_path))
+    (tmp_path / "sample_submission.csv").write_text("id,label\n")
+    with pytest.raises(DataError, match=r"sample_submission.csv: no rows; the sample submission must list every"):
+        load_competition(NpzSpec(name="tiny", root=tmp_path))
 
 
 def test_prepare_cli_summarises_and_fails_cleanly(tmp_path, monkeypatch):

@@ -8,12 +8,13 @@ files once into the cache (cache.py) and checks the sample submission against bo
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import numpy as np
 import yaml
 from pydantic import ValidationError
 
-from ..errors import DataError, RecipeError, did_you_mean
+from ..errors import DataError, RecipeError, did_you_mean, first_line, reason
 from ..fileio import array_hash, stable_hash
 from ..progress import SILENT, Reporter
 from ..schema import format_validation_error
@@ -25,18 +26,23 @@ from .digits import digits_spec, ensure_digits
 from .labels_csv import read_labels_csv
 from .npz_arrays import read_npz
 from .pixel_csv import read_pixel_listing
-from .sample import check_sample_answers, check_sample_submission, write_sample
-from .spec import LAYOUTS, CompetitionSpec, ImageFilesSpec
+from .sample import check_sample_answers, write_sample
+from .spec import ClassFoldersSpec, CompetitionSpec, LabelsCsvSpec, NpzSpec, PixelCsvSpec
 from .tables import check_unique_ids, read_csv, require_column
 
 BUILTIN = {"digits": digits_spec}
 
-# layout name -> the function that lists its ids, labels and images (or image files)
-READERS = {
-    "pixel_csv": read_pixel_listing,
-    "labels_csv": read_labels_csv,
-    "class_folders": read_class_folders,
-    "npz": read_npz,
+
+class Layout(NamedTuple):
+    spec: type[CompetitionSpec]  # the fields a competition file of this layout may set
+    read: Callable[[CompetitionSpec], Listing]  # lists its ids, labels and images (or image files)
+
+
+LAYOUTS: dict[str, Layout] = {
+    "pixel_csv": Layout(PixelCsvSpec, read_pixel_listing),
+    "labels_csv": Layout(LabelsCsvSpec, read_labels_csv),
+    "class_folders": Layout(ClassFoldersSpec, read_class_folders),
+    "npz": Layout(NpzSpec, read_npz),
 }
 
 SUBSET_SEED = 0
@@ -58,7 +64,7 @@ def resolve_competition(entry, source: str = "recipe") -> CompetitionSpec:
         try:
             entry_data = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
-            raise RecipeError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+            raise RecipeError(f"{path}: not valid YAML ({first_line(exc)})") from None
         return _validate(entry_data, str(path))
     return _validate(entry, source, prefix="competition.")
 
@@ -73,7 +79,7 @@ def _validate(data, source: str, prefix: str = "") -> CompetitionSpec:
     if layout not in LAYOUTS:
         raise RecipeError(f"{source}: {prefix}layout: {layout!r} is not one of {', '.join(LAYOUTS)}"
                           f"{did_you_mean(layout, LAYOUTS)}")
-    spec_class = LAYOUTS[layout]
+    spec_class = LAYOUTS[layout].spec
     try:
         return spec_class.model_validate(data)
     except ValidationError as exc:
@@ -89,26 +95,22 @@ def load_competition(spec: CompetitionSpec, image_size: int | None = None, repor
     (default: one per CPU core), reporting progress to `reporter`."""
     if spec.name in BUILTIN and spec == BUILTIN[spec.name](spec.root):
         ensure_digits(spec)
-    listing: Listing = READERS[spec.layout](spec)
+    listing = LAYOUTS[spec.layout].read(spec)
     classes = sort_classes(listing.train_labels)
     label_index = {c: i for i, c in enumerate(classes)}
     labels = np.array([label_index[label] for label in listing.train_labels], dtype=np.int64)
 
-    sample = listing.sample_submission
-    if sample is None and spec.sample_submission is not None:
-        # array layouts: the test ids come from the test file; the sample submission must list the same
-        sample = spec.path(spec.sample_submission)
-        check_sample_submission(sample, spec, listing.test_ids)
-    if sample is not None:
-        check_sample_answers(sample, spec, classes)
+    if listing.sample is not None:
+        check_sample_answers(listing.sample, classes)
+        sample = listing.sample.path
     else:
         sample = write_sample(cache_folder(spec), spec, listing.test_ids, classes)
 
     train_ids, train_images, test_images = listing.train_ids, listing.train_images, listing.test_images
     cached = None
     if listing.train_files is not None:
-        size = spec.image_size if isinstance(spec, ImageFilesSpec) else None
-        cached = load_or_decode(spec, listing.train_files, listing.test_files, size, reporter, workers,
+        # only image-file layouts (ImageFilesSpec) list files
+        cached = load_or_decode(spec, listing.train_files, listing.test_files, spec.image_size, reporter, workers,
                                 fallback_size=image_size)
         train_images, test_images = cached.train, cached.test
     if spec.train_subset is not None:
@@ -124,7 +126,7 @@ def load_competition(spec: CompetitionSpec, image_size: int | None = None, repor
                            train_labels=labels, test_ids=listing.test_ids, test_images=test_images,
                            sample_submission=sample, solution=spec.path(spec.solution) if spec.solution else None,
                            fingerprint=fingerprint, cache_folder=cached.folder if cached else None,
-                           decoded=bool(cached and cached.decoded))
+                           decoded=bool(cached and cached.decoded), cache_meta=cached.meta if cached else None)
 
 
 def subset_rows(labels: np.ndarray, size: int, name: str) -> np.ndarray:
@@ -139,9 +141,9 @@ def subset_rows(labels: np.ndarray, size: int, name: str) -> np.ndarray:
                                    random_state=SUBSET_SEED)
     except ValueError as exc:
         raise DataError(f"competition '{name}': train_subset: {size} images cannot hold every class "
-                        f"({' '.join(str(exc).split())})") from None
+                        f"({reason(exc, limit=None)})") from None
     return np.sort(rows)
 
 
-__all__ = ["CompetitionData", "CompetitionSpec", "READERS", "LAYOUTS", "check_unique_ids", "decode_image",
+__all__ = ["CompetitionData", "CompetitionSpec", "LAYOUTS", "Layout", "check_unique_ids", "decode_image",
            "load_competition", "read_csv", "require_column", "resolve_competition", "subset_rows"]

@@ -34,7 +34,7 @@ import numpy as np
 from .. import fileio
 from ..errors import DataError
 from ..progress import SILENT, Reporter
-from .decode import GRAY_MODES, MIXED, MixedSizesError, decode_files, probe_images
+from .decode import DECODE_TASK, GRAY_MODES, MIXED, NEEDS_A_SIZE, MixedSizesError, decode_files, probe_images
 from .spec import CompetitionSpec, ImageFilesSpec
 
 CACHE_VERSION = 1
@@ -62,18 +62,29 @@ def slot_name(size: int | None, channels: int | None) -> str:
     return f"{'native' if size is None else f'{size}px'}-{'auto' if channels is None else f'{channels}ch'}"
 
 
-def cache_key(spec: ImageFilesSpec, train: list[str], test: list[str], size: int | None, channels: int | None) -> str:
-    """What the cache's content depends on: the ordered files with their sizes and times, and the settings.
+def file_stamps(spec: ImageFilesSpec, train: list[str], test: list[str]) -> tuple[bytes, bytes]:
+    """Each split's files in order, one 'name\\0size\\0mtime_ns' line each: what the cache key depends on.
 
-    Paths count relative to the root, so a moved competition folder keeps its cache."""
+    Paths count relative to the root, so a moved competition folder keeps its cache. Stat-ing every
+    file is the slow part of a key, so it is done once per load, whatever the slots tried."""
     root = os.path.join(str(spec.root), "")
-    h = hashlib.sha256(json.dumps([CACHE_VERSION, size, channels]).encode())
+    stamps = []
     for split in (train, test):
-        h.update(b"|split|")
+        lines = []
         for path in split:
             st = os.stat(path)
             name = path[len(root):] if path.startswith(root) else os.path.relpath(path, spec.root)
-            h.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            lines.append(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n")
+        stamps.append("".join(lines).encode())
+    return stamps[0], stamps[1]
+
+
+def cache_key(stamps: tuple[bytes, bytes], size: int | None, channels: int | None) -> str:
+    """What the cache's content depends on: the ordered files with their sizes and times, and the settings."""
+    h = hashlib.sha256(json.dumps([CACHE_VERSION, size, channels]).encode())
+    for split in stamps:
+        h.update(b"|split|")
+        h.update(split)
     return h.hexdigest()[:24]
 
 
@@ -86,15 +97,16 @@ def load_or_decode(spec: ImageFilesSpec, train: list[str], test: list[str], size
     time, so a 224-px recipe on 32-px images does not cache 49 times the pixels); only images of
     mixed sizes are resized, to `fallback_size` (a recipe's image_size)."""
     sizes = [size] if size is not None else [None] + ([fallback_size] if fallback_size else [])
+    stamps = file_stamps(spec, train, test)
     for candidate in sizes:
         cached = _open_cached(cache_folder(spec) / slot_name(candidate, spec.channels),
-                              cache_key(spec, train, test, candidate, spec.channels))
+                              cache_key(stamps, candidate, spec.channels))
         if cached is not None:
             return cached
     for i, candidate in enumerate(sizes):
         try:
             return _decode(spec, cache_folder(spec) / slot_name(candidate, spec.channels),
-                           cache_key(spec, train, test, candidate, spec.channels), train, test, candidate,
+                           cache_key(stamps, candidate, spec.channels), train, test, candidate,
                            reporter, workers)
         except MixedSizesError:
             if i == len(sizes) - 1:
@@ -125,8 +137,7 @@ def _decode(spec: ImageFilesSpec, folder: Path, key: str, train: list[str], test
         other = next((p for p in probes if p.size != native), None)
         if other is not None:
             raise MixedSizesError(f"{other.path}: {other.size[0]}x{other.size[1]} pixels where {probes[0].path} is "
-                            f"{native[0]}x{native[1]}; images of {MIXED} need an image_size "
-                            f"(in the competition or the recipe) to be resized to")
+                                  f"{native[0]}x{native[1]}; {NEEDS_A_SIZE}")
     height, width = (size, size) if size is not None else (native[1], native[0])
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -136,7 +147,7 @@ def _decode(spec: ImageFilesSpec, folder: Path, key: str, train: list[str], test
 
     started = time.perf_counter()
     temporary = []
-    reporter.start("decode", f"{spec.name}: decoding {len(train) + len(test)} images", total=len(train) + len(test))
+    reporter.start(DECODE_TASK, f"{spec.name}: decoding {len(train) + len(test)} images", total=len(train) + len(test))
     try:
         digests = []
         for split, paths in (("train", train), ("test", test)):
@@ -144,7 +155,7 @@ def _decode(spec: ImageFilesSpec, folder: Path, key: str, train: list[str], test
             os.close(fd)
             temporary.append(Path(tmp))
             np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), height, width, channels)).flush()
-            digests += decode_files(Path(tmp), 0, paths, size, channels, native, reporter, "decode", workers,
+            digests += decode_files(Path(tmp), paths, size, channels, native, reporter, workers,
                                     inferred_gray=spec.channels is None and channels == 1)
         for tmp in temporary:
             with open(tmp, "rb+") as f:
@@ -169,7 +180,7 @@ def _decode(spec: ImageFilesSpec, folder: Path, key: str, train: list[str], test
         }
         fileio.write_json(folder / "meta.json", meta)
     finally:
-        reporter.finish("decode")
+        reporter.finish(DECODE_TASK)
         for tmp in temporary:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)

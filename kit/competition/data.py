@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import array_hash
+from .sample import Sample, check_sample_submission, read_sample
 
 
 def sort_classes(labels) -> list[str]:
@@ -31,16 +32,20 @@ class Listing:
     test_images: np.ndarray | None = None
     train_files: list[str] | None = None  # paths
     test_files: list[str] | None = None
-    # the sample submission the test ids were read from (image-file layouts)
-    sample_submission: Path | None = None
+    # the competition's sample submission, read once (image-file layouts read their test ids from it)
+    sample: Sample | None = None
 
 
 def array_listing(spec, read_split) -> Listing:
     """The Listing of an array layout, from its reader of one split: (ids, images, labels or None)."""
     train_ids, train_images, train_labels = read_split(spec, "train", with_labels=True)
     test_ids, test_images, _ = read_split(spec, "test", with_labels=False)
+    sample = read_sample(spec)
+    if sample is not None:
+        # the test ids come from the test file; the sample submission must list the same
+        check_sample_submission(sample, test_ids)
     return Listing(train_ids=train_ids, train_labels=train_labels, test_ids=test_ids, train_images=train_images,
-                   test_images=test_images)
+                   test_images=test_images, sample=sample)
 
 
 @dataclass
@@ -55,9 +60,10 @@ class CompetitionData:
     sample_submission: Path
     solution: Path | None = None
     fingerprint: str = field(default="")
-    # where the decoded images are cached, and whether this load decoded them (image-file layouts)
+    # where the decoded images are cached, whether this load decoded them, and the cache's meta.json (image-file layouts)
     cache_folder: Path | None = None
     decoded: bool = False
+    cache_meta: dict | None = None
 
     def __post_init__(self):
         if not self.fingerprint:

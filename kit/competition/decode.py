@@ -17,12 +17,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..errors import DataError
+from ..errors import DataError, reason
 from ..progress import SILENT, Reporter
 
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 # below this many images a worker pool costs more than it saves
 MIN_PARALLEL = 512
+# the reporter's task a decode advances (the cache starts and finishes it)
+DECODE_TASK = "decode"
 
 
 class MixedSizesError(DataError):
@@ -30,6 +32,8 @@ class MixedSizesError(DataError):
 
 
 MIXED = "mixed sizes"
+# how a MixedSizesError ends, whether the cache's probe or a decoding worker found the odd image
+NEEDS_A_SIZE = f"images of {MIXED} need an image_size (in the competition or the recipe) to be resized to"
 
 
 def default_workers() -> int:
@@ -58,7 +62,7 @@ def decode_image(path: str | Path, size: int | None = None, channels: int = 3) -
         with Image.open(path) as image:
             return to_array(image, size, channels)
     except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError... for a damaged file
-        raise DataError(f"{path}: not a readable image ({_reason(exc)})") from None
+        raise DataError(f"{path}: not a readable image ({reason(exc)})") from None
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,7 @@ def probe_images(paths: list[str], count: int = 16) -> list[Probe]:
             with Image.open(paths[i]) as image:
                 probes.append(Probe(paths[i], upright_size(image), image.mode))
         except Exception as exc:
-            raise DataError(f"{paths[i]}: not a readable image ({_reason(exc)})") from None
+            raise DataError(f"{paths[i]}: not a readable image ({reason(exc)})") from None
     return probes
 
 
@@ -86,23 +90,23 @@ def upright_size(image: Image.Image) -> tuple[int, int]:
     return image.size[::-1] if image.getexif().get(0x0112, 1) in (5, 6, 7, 8) else image.size
 
 
-def decode_files(target: Path, offset: int, paths: list[str], size: int | None, channels: int,
-                 native: tuple[int, int], reporter: Reporter = SILENT, key: str = "decode",
-                 workers: int | None = None, inferred_gray: bool = False) -> list[bytes]:
-    """Decode `paths` into rows offset.. of the .npy file `target`; the hash of each file's bytes, in order.
+def decode_files(target: Path, paths: list[str], size: int | None, channels: int, native: tuple[int, int],
+                 reporter: Reporter = SILENT, workers: int | None = None, inferred_gray: bool = False) -> list[bytes]:
+    """Decode `paths` into the rows of the .npy file `target`; the hash of each file's bytes, in order.
+    Each decoded chunk advances `reporter`'s task DECODE_TASK.
 
     With `size` None every image must be `native` (width, height) pixels; else each is resized to size x size.
     `inferred_gray`: one channel was chosen because a sample of the images was grayscale, so a colour
     image is an error rather than silently losing its colour."""
     workers = default_workers() if workers is None else max(1, workers)
     chunk = int(np.clip(len(paths) // (workers * 16), 64, 2048))
-    tasks = [(str(target), offset + start, paths[start:start + chunk], size, channels, native, inferred_gray)
+    tasks = [(str(target), start, paths[start:start + chunk], size, channels, native, inferred_gray)
              for start in range(0, len(paths), chunk)]
     digests: list[list[bytes]] = [[] for _ in tasks]
     if workers == 1 or len(paths) < MIN_PARALLEL:
         for t, task in enumerate(tasks):
             digests[t] = _finish(decode_chunk(*task), task)
-            reporter.advance(key, len(task[2]))
+            reporter.advance(DECODE_TASK, len(task[2]))
         return [d for part in digests for d in part]
     with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
         futures = {pool.submit(decode_chunk, *task): t for t, task in enumerate(tasks)}
@@ -113,7 +117,7 @@ def decode_files(target: Path, offset: int, paths: list[str], size: int | None, 
                 for future in done:
                     t = futures[future]
                     digests[t] = _finish(future.result(), tasks[t])
-                    reporter.advance(key, len(tasks[t][2]))
+                    reporter.advance(DECODE_TASK, len(tasks[t][2]))
         except BaseException:
             for future in pending:
                 future.cancel()
@@ -124,15 +128,15 @@ def decode_files(target: Path, offset: int, paths: list[str], size: int | None, 
 def _finish(result: tuple[list[bytes], tuple | None], task: tuple) -> list[bytes]:
     digests, failure = result
     if failure is not None:
-        index, message = failure
-        error = MixedSizesError if MIXED in message else DataError
-        raise error(f"{task[2][index]}: {message}")
+        index, message, mixed = failure
+        raise (MixedSizesError if mixed else DataError)(f"{task[2][index]}: {message}")
     return digests
 
 
 def decode_chunk(target: str, offset: int, paths: list[str], size: int | None, channels: int,
                  native: tuple[int, int], inferred_gray: bool = False) -> tuple[list[bytes], tuple | None]:
-    """Worker: decode `paths` into rows offset.. of `target`; (file hashes, None) or (hashes so far, (index, message))."""
+    """Worker: decode `paths` into rows offset.. of `target`; (file hashes, None) or
+    (hashes so far, (index, message, whether the image's size is what failed))."""
     out = np.load(target, mmap_mode="r+")
     digests = []
     try:
@@ -144,21 +148,15 @@ def decode_chunk(target: str, offset: int, paths: list[str], size: int | None, c
                     if size is None and image.size != native and upright_size(image) != native:
                         width, height = upright_size(image)
                         return digests, (i, f"{width}x{height} pixels where the other images are "
-                                            f"{native[0]}x{native[1]}; images of {MIXED} need an image_size "
-                                            f"(in the competition or the recipe) to be resized to")
+                                            f"{native[0]}x{native[1]}; {NEEDS_A_SIZE}", True)
                     if inferred_gray and image.mode not in GRAY_MODES:
                         return digests, (i, f"a colour image ({image.mode}) where the sampled images are grayscale; "
-                                            f"set channels: 3 in the competition (or channels: 1 to convert it)")
+                                            f"set channels: 3 in the competition (or channels: 1 to convert it)", False)
                     out[offset + i] = to_array(image, size, channels)
             except Exception as exc:  # a damaged file is the user's data, not a bug: report which one
-                return digests, (i, f"not a readable image ({_reason(exc)})")
+                return digests, (i, f"not a readable image ({reason(exc)})", False)
             digests.append(hashlib.blake2b(data, digest_size=8).digest())
     finally:
         out.flush()
         del out
     return digests, None
-
-
-def _reason(exc: Exception) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:120]

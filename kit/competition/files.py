@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from .tables import first_duplicate
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 _RANK = {ext: i for i, ext in enumerate(IMAGE_EXTENSIONS)}
@@ -55,9 +56,10 @@ def list_folder(folder: Path, field: str) -> dict[str, str]:
         return {e.name: e.path for e in entries if e.is_file()}
 
 
-def files_for_ids(pattern: ImagePattern, ids: np.ndarray, source: Path, field: str) -> list[str]:
-    """The image file of each id, in the ids' order; a missing one names its line in `source`."""
-    listing = list_folder(pattern.folder, field)
+def files_for_ids(pattern: ImagePattern, listing: dict[str, str], ids: np.ndarray, source: Path,
+                  field: str) -> list[str]:
+    """The image file of each id, in the ids' order, from `listing` (list_folder of the pattern's folder);
+    a missing one names its line in `source`."""
     if not any(is_image(n) for n in listing):
         raise DataError(f"{pattern.folder}: empty folder, no image files (the competition's '{field}')")
     by_stem: dict[str, tuple[int, str]] = {}
@@ -79,11 +81,10 @@ def files_for_ids(pattern: ImagePattern, ids: np.ndarray, source: Path, field: s
     return paths
 
 
-def unlisted_images(pattern: ImagePattern, paths: list[str]) -> list[str]:
-    """Image files in the pattern's folder that match it but are not among `paths`."""
+def unlisted_images(pattern: ImagePattern, listing: dict[str, str], paths: list[str]) -> list[str]:
+    """Image files in `listing` (list_folder of the pattern's folder) that match it but are not among `paths`."""
     used = set(paths)
-    names = list_folder(pattern.folder, "test_images")
-    return sorted((p for n, p in names.items() if is_image(n) and p not in used and _id_of(pattern, n) is not None),
+    return sorted((p for n, p in listing.items() if is_image(n) and p not in used and _id_of(pattern, n) is not None),
                   key=natural_key)
 
 
@@ -97,16 +98,12 @@ def folder_images(pattern: ImagePattern, field: str) -> tuple[np.ndarray, list[s
         raise DataError(f"{pattern.folder}: empty folder, no image files matching '{pattern.text}' "
                         f"(the competition's '{field}')")
     ids = np.array([i for i, _ in found], dtype=str)
-    dup = first_duplicate(ids)
-    if dup is not None:
-        names = [os.path.basename(p) for i, p in found if i == dup][:2]
+    duplicate = first_duplicate(ids)
+    if duplicate is not None:
+        dup, rows = duplicate
+        names = [os.path.basename(found[row][1]) for row in rows]
         raise DataError(f"{pattern.folder}: two images share the id '{dup}' ({names[0]} and {names[1]})")
     return ids, [p for _, p in found]
-
-
-def first_duplicate(ids: np.ndarray) -> str | None:
-    values, counts = np.unique(ids, return_counts=True)
-    return str(values[counts > 1][0]) if (counts > 1).any() else None
 
 
 def _id_of(pattern: ImagePattern, name: str) -> str | None:
@@ -133,19 +130,20 @@ def class_folder_images(folder: Path, field: str) -> tuple[np.ndarray, np.ndarra
                         f"{folder}/<class>/<image>)")
     ids, labels, paths = [], [], []
     for label in classes:
-        found = []
-        for dirpath, dirnames, filenames in os.walk(folder / label):
+        top, found = str(folder / label), []
+        for dirpath, dirnames, filenames in os.walk(top):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             found += [os.path.join(dirpath, n) for n in filenames if is_image(n)]
         if not found:
             raise DataError(f"{folder / label}: empty class folder, no image files")
         found.sort(key=natural_key)
-        for path in found:
-            ids.append(Path(os.path.splitext(os.path.relpath(path, folder))[0]).as_posix())
-            labels.append(label)
-            paths.append(path)
+        # every path walked starts with top + os.sep: cutting it off is the relative path, without pathlib
+        start = len(top) + 1
+        ids += [f"{label}/{os.path.splitext(path[start:])[0].replace(os.sep, '/')}" for path in found]
+        labels += [label] * len(found)
+        paths += found
     ids = np.array(ids, dtype=str)
-    dup = first_duplicate(ids)
-    if dup is not None:
-        raise DataError(f"{folder}: two images share the id '{dup}' (same name, different extensions)")
+    duplicate = first_duplicate(ids)
+    if duplicate is not None:
+        raise DataError(f"{folder}: two images share the id '{duplicate[0]}' (same name, different extensions)")
     return ids, np.array(labels, dtype=str), paths

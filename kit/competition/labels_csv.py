@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ..errors import DataError
 from .data import Listing
-from .files import ImagePattern, files_for_ids
+from .files import ImagePattern, files_for_ids, list_folder
 from .sample import read_test_folder
 from .spec import LabelsCsvSpec
 from .tables import check_unique_ids, read_text_table, text_column
@@ -20,6 +20,7 @@ def read_labels_csv(spec: LabelsCsvSpec) -> Listing:
     ids = text_column(frame, path, spec.id_column, "id_column")
     labels = text_column(frame, path, spec.label_column, "label_column")
     check_unique_ids(ids, path)
-    files = files_for_ids(ImagePattern.parse(spec.root, spec.train_images), ids, path, "train_images")
+    pattern = ImagePattern.parse(spec.root, spec.train_images)
+    files = files_for_ids(pattern, list_folder(pattern.folder, "train_images"), ids, path, "train_images")
     return Listing(train_ids=ids, train_labels=labels, train_files=files, **read_test_folder(spec))
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, reason
 from .data import Listing, array_listing
-from .files import first_duplicate
 from .spec import NpzSpec
+from .tables import first_duplicate
 
 
 def read_npz(spec: NpzSpec) -> Listing:
@@ -31,16 +31,16 @@ def read_npz_split(spec: NpzSpec, field: str, with_labels: bool):
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: not a readable .npz archive ({' '.join(str(exc).split())[:120]})") from None
+        raise DataError(f"{path}: not a readable .npz archive ({reason(exc)})") from None
     images = _images(path, _array(arrays, path, spec.images_key, "images_key"))
     n = len(images)
     ids = np.arange(n).astype(str)
     if spec.ids_key in arrays:
         ids = _vector(path, arrays[spec.ids_key], spec.ids_key, n).astype(str)
-        dup = first_duplicate(ids)
-        if dup is not None:
-            raise DataError(f"{path}: duplicate id '{dup}' in '{spec.ids_key}' (rows "
-                            f"{', '.join(map(str, np.flatnonzero(ids == dup)[:2]))})")
+        duplicate = first_duplicate(ids)
+        if duplicate is not None:
+            dup, rows = duplicate
+            raise DataError(f"{path}: duplicate id '{dup}' in '{spec.ids_key}' (rows {', '.join(map(str, rows))})")
     labels = None
     if with_labels:
         labels = _labels(path, _vector(path, _array(arrays, path, spec.labels_key, "labels_key"), spec.labels_key, n),

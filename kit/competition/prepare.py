@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +30,7 @@ class Prepared:
 
     @property
     def cache_meta(self) -> dict | None:
-        folder = self.data.cache_folder
-        return json.loads((folder / "meta.json").read_text()) if folder else None
+        return self.data.cache_meta
 
 
 def prepare_competition(source: str, reporter: Reporter = SILENT, workers: int | None = None) -> Prepared:

@@ -107,11 +107,3 @@ class NpzSpec(CompetitionSpec):
     labels_key: str = "labels"
     # without it the ids are the row numbers (0, 1, ...)
     ids_key: str = "ids"
-
-
-LAYOUTS: dict[str, type[CompetitionSpec]] = {
-    "pixel_csv": PixelCsvSpec,
-    "labels_csv": LabelsCsvSpec,
-    "class_folders": ClassFoldersSpec,
-    "npz": NpzSpec,
-}

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError
+from ..errors import DataError, first_line
 
 
 def read_csv(path: Path, field: str, **kwargs) -> pd.DataFrame:
@@ -16,7 +16,7 @@ def read_csv(path: Path, field: str, **kwargs) -> pd.DataFrame:
     try:
         return pd.read_csv(path, **kwargs)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+        raise DataError(f"{path}: not a readable CSV ({first_line(exc)})") from None
 
 
 def read_text_table(path: Path, field: str) -> pd.DataFrame:
@@ -30,11 +30,20 @@ def require_column(frame: pd.DataFrame, path: Path, column: str, field: str) -> 
         raise DataError(f"{path}: no column '{column}' (set by {field}); columns are: {shown}")
 
 
+def first_duplicate(ids: np.ndarray) -> tuple[str, np.ndarray] | None:
+    """The smallest id that occurs more than once and the rows of its first two occurrences; None if all differ."""
+    values, counts = np.unique(ids, return_counts=True)
+    if not (counts > 1).any():
+        return None
+    dup = values[counts > 1][0]
+    return str(dup), np.flatnonzero(ids == dup)[:2]
+
+
 def check_unique_ids(ids: np.ndarray, path: Path) -> None:
-    values, first, counts = np.unique(ids, return_index=True, return_counts=True)
-    if (counts > 1).any():
-        dup = values[counts > 1][0]
-        rows = np.flatnonzero(ids == dup)[:2] + 2  # +2: header line, 1-based
+    duplicate = first_duplicate(ids)
+    if duplicate is not None:
+        dup, rows = duplicate
+        rows = rows + 2  # +2: header line, 1-based
         raise DataError(f"{path}: duplicate id '{dup}' (lines {rows[0]} and {rows[1]})")
 
 
