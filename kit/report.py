@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from . import fileio
+from .progress import fmt
 
 
 def log_loss(y_true: np.ndarray, probs: np.ndarray, eps: float = 1e-15) -> float:
@@ -128,19 +129,13 @@ def fitted_table(report: dict) -> tuple[list[str], list[list], dict]:
     return ["member"] + list(per_member), rows, {k: v for k, v in fitted.items() if k not in per_member}
 
 
-def _cell(value, column: str) -> str:
-    if isinstance(value, float):
-        return f"{value:.2f}" if column.endswith(" s") else f"{value:.4f}"
-    return str(value)
-
-
 def markdown_table(columns: list[str], rows: list[list], highlight: int | None = None) -> str:
     def line(cells):
         return "| " + " | ".join(cells) + " |"
 
     out = [line(columns), line(["---"] * len(columns))]
     for i, row in enumerate(rows):
-        cells = [_cell(v, c) for v, c in zip(row, columns)]
+        cells = [fmt(v, c) for v, c in zip(row, columns)]
         out.append(line([f"**{c}**" if i == highlight and c else c for c in cells]))
     return "\n".join(out)
 
