@@ -80,8 +80,9 @@ def write_report(folder: Path, report: dict) -> list[Path]:
 
 def confusion_matrix(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> list[list[int]]:
     """Counts: rows are the true classes, columns the predicted ones."""
-    n = len(classes)
-    return np.bincount(y_true * n + probs.argmax(1), minlength=n * n).reshape(n, n).tolist()
+    from sklearn.metrics import confusion_matrix as counts
+
+    return counts(y_true, probs.argmax(1), labels=np.arange(len(classes))).tolist()
 
 
 def member_correlation(names: list[str], P: np.ndarray) -> dict:
