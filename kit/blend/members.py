@@ -74,7 +74,7 @@ def filter_by_score(scores: dict[str, float], metric: str, min_cv: float | None 
         for rank, name in enumerate(ranked[top:], start=top + 1):
             dropped[name] = f"{metric} {scores[name]:.4f} ranks {rank}, beyond --top {top}"
     kept = [n for n in scores if n not in dropped]
-    if not kept:
-        best = ranked[0] if ranked else max(scores, key=lambda n: scores[n] if higher else -scores[n])
+    if not kept:  # only --min-cv can drop them all: --top keeps at least one of those it ranks
+        best = max(scores, key=lambda n: scores[n] if higher else -scores[n])
         raise BlendError(f"--min-cv {min_cv}: keeps no member; the best {metric} is {scores[best]:.4f} ({best})")
     return kept, dropped
