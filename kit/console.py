@@ -8,21 +8,12 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .progress import Reporter
+# the cell format lives with Reporter, rich-free, so that kit.report's markdown tables share it;
+# re-exported here, where the terminal's tables use it
+from .progress import SECONDS_COLUMNS, Reporter, fmt  # noqa: F401
 
 console = Console()
 err_console = Console(stderr=True)
-
-
-SECONDS_COLUMNS = {"seconds", "fit s", "cv s", "s/epoch", "wall s"}
-
-
-def fmt(value, column: str = "") -> str:
-    if isinstance(value, float):
-        if column in SECONDS_COLUMNS:
-            return f"{value:.2f}"
-        return f"{value:.4f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
-    return str(value)
 
 
 def make_table(title: str | None, columns: list[str], rows: list[list], highlight: int | None = None) -> Table:

@@ -28,3 +28,16 @@ class Reporter:
 
 
 SILENT = Reporter()
+
+#: table columns holding seconds, shown to two decimals
+SECONDS_COLUMNS = {"seconds", "fit s", "cv s"}
+
+
+def fmt(value, column: str = "") -> str:
+    """A table cell as text, alike in the terminal (kit.console) and in summary.md (kit.report):
+    seconds to two decimals, other floats to four, tiny ones in scientific notation."""
+    if isinstance(value, float):
+        if column in SECONDS_COLUMNS:
+            return f"{value:.2f}"
+        return f"{value:.4f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+    return str(value)

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from . import fileio
+from .progress import fmt
 
 
 def log_loss(y_true: np.ndarray, probs: np.ndarray, eps: float = 1e-15) -> float:
@@ -55,37 +56,33 @@ def report_dir(submission: Path) -> Path:
 
 def write_report(folder: Path, report: dict) -> list[Path]:
     """`report` = {"blend": {...metrics}, "members": {name: metrics}, ...} as kit.blend.run builds it;
-    writes report.json, per_class.csv and, when the report has them, the plots and summary.md."""
+    writes report.json, per_class.csv, the plots and summary.md."""
     json_path, csv_path = folder / "report.json", folder / "per_class.csv"
     fileio.write_json(json_path, report)
     frames = [per_class_frame(f"blend:{report['method']}", report["blend"])]
     frames += [per_class_frame(name, m) for name, m in report["members"].items()]
     fileio.write_csv(csv_path, pd.concat(frames, ignore_index=True).round(6))
-    files, images = [json_path, csv_path], {}
-    if "confusion" in report:
-        counts = np.array(report["confusion"], dtype=float)
-        recall = counts / np.clip(counts.sum(1, keepdims=True), 1, None)  # colour: share of each true class
-        classes = [c["class"] for c in report["blend"]["per_class"]]
-        files.append(plot_matrix(folder / "confusion.png", report["confusion"], classes,
-                                 f"blend:{report['method']}, out of fold (colour: share of the true class)",
-                                 "predicted", "true", colour=recall, vmin=0, vmax=1, fmt="{:.0f}"))
-        images["Confusion matrix of the blend"] = "confusion.png"
-    if "correlation" in report:
-        corr = report["correlation"]
-        files.append(plot_matrix(folder / "correlation.png", corr["matrix"], corr["members"],
-                                 "members' OOF probabilities: Pearson correlation", "", "", fmt="{:.3f}"))
-        images["Correlation of the members"] = "correlation.png"
-    if "blenders" in report:
-        files.append(write_summary(folder / "summary.md", report, images))
-    return files
+    counts = np.array(report["confusion"], dtype=float)
+    recall = counts / np.clip(counts.sum(1, keepdims=True), 1, None)  # colour: share of each true class
+    classes = [c["class"] for c in report["blend"]["per_class"]]
+    confusion_png = plot_matrix(folder / "confusion.png", report["confusion"], classes,
+                                f"blend:{report['method']}, out of fold (colour: share of the true class)",
+                                "predicted", "true", colour=recall, vmin=0, vmax=1, fmt="{:.0f}")
+    corr = report["correlation"]
+    correlation_png = plot_matrix(folder / "correlation.png", corr["matrix"], corr["members"],
+                                  "members' OOF probabilities: Pearson correlation", "", "", fmt="{:.3f}")
+    images = {"Confusion matrix of the blend": "confusion.png", "Correlation of the members": "correlation.png"}
+    summary = write_summary(folder / "summary.md", report, images)
+    return [json_path, csv_path, confusion_png, correlation_png, summary]
 
 
 # ---- the blend's report: tables shared by the terminal and summary.md, plots, files
 
 def confusion_matrix(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> list[list[int]]:
     """Counts: rows are the true classes, columns the predicted ones."""
-    n = len(classes)
-    return np.bincount(y_true * n + probs.argmax(1), minlength=n * n).reshape(n, n).tolist()
+    from sklearn.metrics import confusion_matrix as counts
+
+    return counts(y_true, probs.argmax(1), labels=np.arange(len(classes))).tolist()
 
 
 def member_correlation(names: list[str], P: np.ndarray) -> dict:
@@ -122,16 +119,10 @@ def per_class_table(report: dict) -> tuple[list[str], list[list]]:
 def fitted_table(report: dict) -> tuple[list[str], list[list], dict]:
     """What the written blender fitted: per-member values (weights, times selected) as a table, and
     the rest (convergence, best score...) as a dict."""
-    fitted = report.get("fitted") or {}
+    fitted = report["fitted"]
     per_member = {k: v for k, v in fitted.items() if isinstance(v, dict) and set(v) == set(report["members"])}
     rows = [[name] + [per_member[k][name] for k in per_member] for name in report["members"]] if per_member else []
     return ["member"] + list(per_member), rows, {k: v for k, v in fitted.items() if k not in per_member}
-
-
-def _cell(value, column: str) -> str:
-    if isinstance(value, float):
-        return f"{value:.2f}" if column.endswith(" s") else f"{value:.4f}"
-    return str(value)
 
 
 def markdown_table(columns: list[str], rows: list[list], highlight: int | None = None) -> str:
@@ -140,7 +131,7 @@ def markdown_table(columns: list[str], rows: list[list], highlight: int | None =
 
     out = [line(columns), line(["---"] * len(columns))]
     for i, row in enumerate(rows):
-        cells = [_cell(v, c) for v, c in zip(row, columns)]
+        cells = [fmt(v, c) for v, c in zip(row, columns)]
         out.append(line([f"**{c}**" if i == highlight and c else c for c in cells]))
     return "\n".join(out)
 
@@ -179,15 +170,15 @@ def plot_matrix(path: Path, matrix, labels: list[str], title: str, xlabel: str, 
 
 def write_summary(path: Path, report: dict, images: dict[str, str]) -> Path:
     """summary.md: the scores, what was fitted, the per-class table and the plots, in one page."""
-    chosen = "picked with --pick" if report.get("picked") else f"the best by {report['metric']}"
+    chosen = "picked with --pick" if report["picked"] else f"the best by {report['metric']}"
     lines = [f"# Blend report: {report['competition']}, blend:{report['method']}", "",
              f"Submission: `{report['submission']}` from blend:{report['method']} ({chosen}). "
              "Scores are on the out-of-fold rows; blenders that learn are scored by nested cross-validation "
              "over the members' folds, so no row is scored by a blender fitted on it.", "",
              f"Members ({len(report['members'])}): {', '.join(report['members'])}"]
-    lines += [f"- dropped {name}: {why}" for name, why in report.get("dropped", {}).items()]
-    lines += [f"- blender {name} not fitted: {why}" for name, why in report.get("skipped", {}).items()]
-    lines += [f"- **warning:** {text}" for text in report.get("warnings", [])]
+    lines += [f"- dropped {name}: {why}" for name, why in report["dropped"].items()]
+    lines += [f"- blender {name} not fitted: {why}" for name, why in report["skipped"].items()]
+    lines += [f"- **warning:** {text}" for text in report["warnings"]]
     columns, rows, highlight = score_table(report)
     lines += ["", "## Out-of-fold scores", "", markdown_table(columns, rows, highlight)]
     columns, rows, other = fitted_table(report)

@@ -121,13 +121,14 @@ class Store:
     def folds(self, manifest: dict) -> Folds:
         return read_folds(self.competition_dir(manifest["competition"]) / manifest["folds_file"])
 
-    def load_member(self, competition: str, model: str) -> Member:
-        """A finished model's OOF (aligned to its folds' ids) and test probabilities, averaged over seeds."""
+    def load_member(self, competition: str, model: str, seeds: list[int] | None = None) -> Member:
+        """A finished model's OOF (aligned to its folds' ids) and test probabilities, averaged over
+        its seeds (all of them, or just `seeds`)."""
         manifest = self.manifest(competition, model)
         if manifest.get("status") != "complete":
             raise StoreError(f"{self.model_dir(competition, model)}: model '{model}' is not finished "
                              f"(status {manifest.get('status')!r}); run kit train on its recipe again to finish it")
-        return self.assemble(manifest)
+        return self.assemble(manifest, seeds=seeds)
 
     def assemble(self, manifest: dict, seeds: list[int] | None = None) -> Member:
         """Stitch a model's per-fold files together (all its seeds averaged, or just `seeds`)."""

@@ -14,8 +14,8 @@ from .metrics import METRICS
 def select_members(store: Store, competition: str, patterns: list[str] | None) -> list[str]:
     """Model names matching any of `patterns` (names or globs); every finished model when None."""
     known = store.model_names(competition)
-    finished = [m for m in known if store.manifest(competition, m).get("status") == "complete"]
     if not patterns:
+        finished = [m for m in known if store.manifest(competition, m).get("status") == "complete"]
         if not finished:
             raise BlendError(f"{store.competition_dir(competition)}: no finished model to blend; run kit train first")
         return finished
@@ -33,12 +33,12 @@ def load_members(store: Store, competition: str, names: list[str], split_seeds: 
     named `model@s<seed>` (a model trained with one seed keeps its name)."""
     members = []
     for name in names:
-        member = store.load_member(competition, name)  # refuses an unfinished model
-        seeds = member.manifest["seeds"]
-        if not split_seeds or len(seeds) == 1:
-            members.append(member)
+        seeds = store.manifest(competition, name)["seeds"] if split_seeds else []
+        if len(seeds) < 2:  # load_member refuses an unfinished model
+            members.append(store.load_member(competition, name))
             continue
-        members += [dataclasses.replace(store.assemble(member.manifest, seeds=[s]), name=f"{name}@s{s}")
+        # one member per seed, each seed's files read once
+        members += [dataclasses.replace(store.load_member(competition, name, seeds=[s]), name=f"{name}@s{s}")
                     for s in seeds]
     return members
 
@@ -74,7 +74,7 @@ def filter_by_score(scores: dict[str, float], metric: str, min_cv: float | None 
         for rank, name in enumerate(ranked[top:], start=top + 1):
             dropped[name] = f"{metric} {scores[name]:.4f} ranks {rank}, beyond --top {top}"
     kept = [n for n in scores if n not in dropped]
-    if not kept:
-        best = ranked[0] if ranked else max(scores, key=lambda n: scores[n] if higher else -scores[n])
+    if not kept:  # only --min-cv can drop them all: --top keeps at least one of those it ranks
+        best = max(scores, key=lambda n: scores[n] if higher else -scores[n])
         raise BlendError(f"--min-cv {min_cv}: keeps no member; the best {metric} is {scores[best]:.4f} ({best})")
     return kept, dropped

@@ -32,23 +32,34 @@ from .registry import blender_class, create_blender, list_blenders, parse_params
 __all__ = ["BlendResult", "blend", "check_compatible", "cross_val_proba", "select_members"]
 
 
+def _reads(key: str, doc: str) -> property:
+    return property(lambda self: self.report[key], doc=doc)
+
+
 @dataclass
 class BlendResult:
-    competition: str
-    method: str  # the blender whose submission was written
-    metric: str  # what chose it
-    members: list[str]
-    member_metrics: dict[str, dict]
-    blender_metrics: dict[str, dict]  # every blender fitted, scored on OOF (nested where it learns)
-    fit_seconds: dict[str, float]  # one fit on every OOF row
-    cv_seconds: dict[str, float]  # scoring: the nested cross-validation, or one predict
-    learns: dict[str, bool]  # which blenders were scored by nested CV
-    described: dict  # the written blender's weights / selection, per member by name
+    """What `blend` wrote: the submission, the report (what report.json holds; the tables are built
+    from it) and the report's files. The other attributes read the report."""
+
+    report: dict
     submission: Path
-    dropped: dict[str, str] = field(default_factory=dict)  # member -> why --min-cv / --top dropped it
-    skipped: dict[str, str] = field(default_factory=dict)  # blender -> why --method all left it out
-    report: dict = field(default_factory=dict)  # what report.json holds; the tables are built from it
     report_files: list[Path] = field(default_factory=list)
+
+    competition = _reads("competition", "the competition blended")
+    method = _reads("method", "the blender whose submission was written")
+    metric = _reads("metric", "what chose it")
+    member_metrics = _reads("members", "each member's OOF metrics, by name")
+    blender_metrics = _reads("blenders", "every blender fitted, scored on OOF (nested where it learns)")
+    fit_seconds = _reads("fit_seconds", "one fit on every OOF row, per blender")
+    cv_seconds = _reads("cv_seconds", "scoring: the nested cross-validation, or one predict, per blender")
+    learns = _reads("nested_cv", "which blenders were scored by nested CV")
+    described = _reads("fitted", "the written blender's weights / selection, per member by name")
+    dropped = _reads("dropped", "member -> why --min-cv / --top dropped it")
+    skipped = _reads("skipped", "blender -> why --method all left it out")
+
+    @property
+    def members(self) -> list[str]:
+        return list(self.member_metrics)
 
     @property
     def blend_metrics(self) -> dict:
@@ -128,21 +139,15 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
     fmt = submission_format(store.sample_submission(competition), classes)
     out = Path(out) if out else submissions_dir() / f"{competition}-{best}.csv"
     submission = write_submission(out, fmt, members[0].test_ids, test_probs, classes)
-    described = name_members(fitted[best].describe(), kept)
-    result = BlendResult(competition=competition, method=best, metric=metric, members=kept,
-                         member_metrics=member_metrics, blender_metrics=blender_metrics, fit_seconds=fit_seconds,
-                         cv_seconds=cv_seconds, learns={n: b.learns for n, b in blenders.items()},
-                         described=described, submission=submission, dropped=dropped, skipped=skipped)
     report = {"competition": competition, "method": best, "metric": metric, "picked": pick is not None,
               "members": member_metrics, "dropped": dropped, "blend": blender_metrics[best],
-              "blenders": blender_metrics, "nested_cv": result.learns, "fit_seconds": fit_seconds,
-              "cv_seconds": cv_seconds, "skipped": skipped, "warnings": warnings,
+              "blenders": blender_metrics, "nested_cv": {n: b.learns for n, b in blenders.items()},
+              "fit_seconds": fit_seconds, "cv_seconds": cv_seconds, "skipped": skipped, "warnings": warnings,
               "tta": {m.name: m.manifest.get("tta", "none") for m in members}, "params": fitted[best].get_params(),
-              "fitted": described, "confusion": confusion_matrix(y, oof[best], classes),
+              "fitted": name_members(fitted[best].describe(), kept),
+              "confusion": confusion_matrix(y, oof[best], classes),
               "correlation": member_correlation(kept, P_oof), "submission": str(submission)}
-    result.report = report
-    result.report_files = write_report(report_dir(out), report)
-    return result
+    return BlendResult(report=report, submission=submission, report_files=write_report(report_dir(out), report))
 
 
 def tta_warnings(members: list) -> list[str]:

@@ -92,14 +92,21 @@ def greedy_selection(P: np.ndarray, y: np.ndarray, metric: str, iterations: int,
     total_q = np.zeros(n_rows)  # ... of the true class, in float64 for the log loss
     candidates = np.empty_like(by_class) if by_class is not None else None  # reused at every step
 
-    def candidate_keys(size: int) -> tuple[np.ndarray, np.ndarray]:
-        """(primary score, log loss) of adding each member to the current ensemble of `size`."""
-        loss = log_loss_of((total_q + q) / (size + 1))
+    def keys(summed: np.ndarray | None, summed_q: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """(primary score, log loss) of ensembles of `size` members whose probabilities sum to `summed`
+        (ensembles x classes x rows; unread, so may be None, for the log loss) and, of the true class,
+        to `summed_q` (ensembles x rows)."""
+        loss = log_loss_of(summed_q / size)
         if metric == "log_loss":
             return loss, loss
-        pred = argmax_over_classes(np.add(by_class, total, out=candidates))  # the scale does not change it
+        pred = argmax_over_classes(summed)  # the scale does not change it
         primary = accuracy_of(y, pred) if metric == "accuracy" else macro_f1_of(y, pred, n_classes)
         return primary, loss
+
+    def candidate_keys(size: int) -> tuple[np.ndarray, np.ndarray]:
+        """(primary score, log loss) of adding each member to the current ensemble of `size`."""
+        summed = np.add(by_class, total, out=candidates) if by_class is not None else None
+        return keys(summed, total_q + q, size + 1)
 
     def order(primary: np.ndarray, loss: np.ndarray) -> np.ndarray:
         return np.lexsort((np.arange(len(primary)), loss, -primary if higher else primary))
@@ -113,11 +120,7 @@ def greedy_selection(P: np.ndarray, y: np.ndarray, metric: str, iterations: int,
     for m in order(*candidate_keys(0))[:init_size]:  # sorted initialisation: the best members alone
         add(int(m))
     n_init = len(chosen)
-    if metric == "log_loss":
-        path = [float(log_loss_of(total_q / n_init))]
-    else:
-        pred = argmax_over_classes(total)
-        path = [float(accuracy_of(y, pred) if metric == "accuracy" else macro_f1_of(y, pred[None], n_classes)[0])]
+    path = [float(keys(total[None], total_q[None], n_init)[0][0])]  # the initial ensemble, as a batch of one
     for _ in range(iterations):
         primary, loss = candidate_keys(len(chosen))
         best = int(order(primary, loss)[0])

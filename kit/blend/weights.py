@@ -6,7 +6,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from .base import Blender
-from .metrics import EPS
+from .metrics import EPS, log_loss_of
 from .registry import register_blender
 from .voting import SoftVote
 
@@ -44,7 +44,7 @@ class OptimizedWeights(SoftVote):
         w = np.clip(result.x, 0.0, None)
         self.weights_ = w / w.sum()
         self.converged_ = bool(result.success)
-        self.oof_log_loss_ = float(loss(self.weights_)[0])
+        self.oof_log_loss_ = float(log_loss_of(self.weights_ @ q))
         return self
 
     def describe(self):
