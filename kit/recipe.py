@@ -41,7 +41,7 @@ import yaml
 from pydantic import Field, PrivateAttr, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from .competition import CompetitionSpec, resolve_competition
-from .errors import RecipeError
+from .errors import RecipeError, reason
 from .fileio import stable_hash
 from .schema import Strict, format_validation_error
 
@@ -247,7 +247,7 @@ def load_recipe(path: str | Path) -> Recipe:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise RecipeError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+        raise RecipeError(f"{path}: not valid YAML ({reason(exc, limit=None)})") from None
     return recipe_from_dict(data, source=str(path), default_name=path.stem)
 
 

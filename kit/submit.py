@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import fileio
-from .errors import SubmissionError
+from .errors import SubmissionError, reason
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ def read_table(path: Path, what: str) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise SubmissionError(f"{path}: not a readable CSV ({' '.join(str(exc).split())})") from None
+        raise SubmissionError(f"{path}: not a readable CSV ({reason(exc, limit=None)})") from None
     if frame.shape[1] < 2:
         raise SubmissionError(f"{path}: expected an id column and at least one answer column, "
                               f"found {list(frame.columns)}")
