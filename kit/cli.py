@@ -179,8 +179,8 @@ def models(
         rows = []
         for name in s.model_names(comp):
             m = s.manifest(comp, name)
-            cv = m.get("cv") or {}
-            rows.append([name, m.get("arch", "?"), m.get("status", "?"), f"{m.get('n_folds')}x{len(m.get('seeds', []))}",
+            cv = m.cv or {}
+            rows.append([name, m.arch, m.status, f"{m.n_folds}x{len(m.seeds)}",
                          cv.get("accuracy", "-"), cv.get("log_loss", "-"), cv.get("macro_f1", "-")])
         rows.sort(key=lambda r: -r[4] if isinstance(r[4], float) else 1)
         console.print(make_table(f"{comp} ({s.competition_dir(comp)})", ["model", "arch", "status", "folds x seeds",

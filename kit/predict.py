@@ -19,7 +19,7 @@ from .competition import decode_image
 from .competition.files import IMAGE_EXTENSIONS
 from .errors import DataError, StoreError
 from .progress import SILENT, Reporter
-from .store import Store, read_json
+from .store import MANIFEST, Store, check_complete, read_manifest, weights_files
 from .tta import TTA
 
 # a competition's image files, and the netpbm formats Pillow also reads (quick test images are often saved so)
@@ -44,7 +44,7 @@ class PredictResult:
 
 def find_model(store: Store, model: str, competition: str | None = None) -> Path:
     """A model's folder: `model` is a folder holding model.json, or a model's name in the store."""
-    if (Path(model) / "model.json").is_file():
+    if (Path(model) / MANIFEST).is_file():
         return Path(model)
     competition = store.pick_competition(competition)
     store.manifest(competition, model)  # an unknown name: the error lists the models (did you mean ...)
@@ -92,41 +92,34 @@ def predict_images(model_dir: Path, images: list[Path], top: int = 5, device: st
     from .train.resident import batches_for
 
     model_dir = Path(model_dir)
-    manifest = read_json(model_dir / "model.json")
-    info = manifest.get("predict")
+    manifest = read_manifest(model_dir)
+    info = manifest.predict
     if info is None:
-        raise StoreError(f"{model_dir / 'model.json'}: no 'predict' section (the model was trained by an older kit); "
+        raise StoreError(f"{model_dir / MANIFEST}: no 'predict' section (the model was trained by an older kit); "
                          f"retrain it with kit train --force to predict new images")
-    if manifest.get("status") != "complete":
-        raise StoreError(f"{model_dir}: model '{manifest['name']}' is not finished (status {manifest.get('status')!r}); "
-                         f"run kit train on its recipe again to finish it")
-    weights = [model_dir / f"seed{s}" / f"fold{k}" / "weights.pt"
-               for s in manifest["seeds"] for k in range(manifest["n_folds"])]
-    for path in weights:
-        if not path.is_file():
-            raise StoreError(f"{path}: missing; retrain the model with --force")
+    check_complete(manifest, model_dir)
+    weights = weights_files(model_dir, manifest)
     if top < 1:
         raise DataError(f"--top: expected a positive number of classes, got {top}")
 
-    classes = manifest["classes"]
-    pixels = np.stack([load_image(p, info["channels"], tuple(info["decoded_size"])) for p in images])
-    normalizer = Normalizer(info["mean"], info["std"], manifest["image_size"])
-    tta = TTA.from_record(manifest["tta"])
-    # the precision training predicted the test set with (older models did not record it: automatic)
-    settings = pick_device(device, info.get("precision", "auto"))
+    classes = manifest.classes
+    pixels = np.stack([load_image(p, info.channels, tuple(info.decoded_size)) for p in images])
+    normalizer = Normalizer(info.mean, info.std, manifest.image_size)
+    tta = TTA.from_record(manifest.tta)
+    settings = pick_device(device, info.precision)  # the precision training predicted the test set with
     # the images held on the device and normalised once, as the test set is in training, for every fold
     batches = batches_for(pixels, None, np.arange(len(pixels)), batch_size, normalizer, settings.device)
-    config = ModelConfig(arch=manifest["arch"], params=info["params"])  # no pretrained weights: ours replace them
+    config = ModelConfig(arch=manifest.arch, params=info.params)  # no pretrained weights: ours replace them
     # one network; each (seed, fold)'s weights replace the last one's (a state dict holds every weight and buffer)
-    model = build_model(config, len(classes), info["channels"], manifest["image_size"]).to(settings.device)
+    model = build_model(config, len(classes), info.channels, manifest.image_size).to(settings.device)
     total = np.zeros((len(pixels), len(classes)), dtype=np.float64)
-    reporter.start("predict", f"{manifest['name']}: {len(weights)} fold weights", total=len(weights))
+    reporter.start("predict", f"{manifest.name}: {len(weights)} fold weights", total=len(weights))
     try:
         for path in weights:
             try:
                 model.load_state_dict(torch.load(path, map_location=settings.device, weights_only=True))
             except Exception as exc:  # damaged, or not this network's weights
-                raise StoreError(f"{path}: does not load into {manifest['arch']} ({type(exc).__name__}); "
+                raise StoreError(f"{path}: does not load into {manifest.arch} ({type(exc).__name__}); "
                                  f"retrain the model with --force") from None
             total += predict_proba(model, batches, settings, tta)
             reporter.advance("predict")
@@ -136,5 +129,5 @@ def predict_images(model_dir: Path, images: list[Path], top: int = 5, device: st
     k = min(top, len(classes))
     predictions = [Prediction(path, [(classes[c], float(row[c])) for c in np.argsort(-row, kind="stable")[:k]])
                    for path, row in zip(images, probs)]
-    return PredictResult(model=manifest["name"], competition=manifest["competition"], runs=len(weights),
-                         tta=manifest["tta"], probs=probs, predictions=predictions)
+    return PredictResult(model=manifest.name, competition=manifest.competition, runs=len(weights),
+                         tta=manifest.tta, probs=probs, predictions=predictions)

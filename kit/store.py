@@ -26,10 +26,79 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from . import fileio
 from .errors import StoreError, did_you_mean
 from .folds import Folds, read_folds
+from .schema import format_validation_error
+
+MANIFEST = "model.json"
+#: a finished fold's files, in the order they are written: fold.json last, as the 'done' mark
+FOLD_FILES = ("oof.npz", "test.npz", "history.csv", "weights.pt", "fold.json")
+OOF, TEST, HISTORY, WEIGHTS, DONE = FOLD_FILES
+CHECKPOINT = "checkpoint.pt"  # only while the fold trains
+PREDICTIONS = ("ids", "probs")  # the arrays in oof.npz and test.npz
+
+
+class Record(BaseModel):
+    # keys a newer kit adds are ignored, so that an older kit still reads its store
+    model_config = ConfigDict(extra="ignore", protected_namespaces=())
+
+
+class PredictInfo(Record):
+    """What kit predict needs to rebuild the network and feed it new images exactly as in training."""
+
+    params: dict
+    channels: int
+    decoded_size: list[int]
+    mean: list[float]
+    std: list[float]
+    precision: str = "auto"  # not recorded before kit predict learnt it: automatic
+
+
+class Manifest(Record):
+    """model.json: what a model was trained on and how, so that blending can check its members line up.
+
+    Fields are in the order model.json has always listed them; those with a default are ones an
+    older kit (or a synthetic store) did not write, and None ones are left out of the file."""
+
+    name: str
+    competition: str
+    arch: str
+    status: str  # "training" until every (seed, fold) is done, then "complete"
+    recipe_hash: str | None = None  # synthetic stores have no recipe
+    data_fingerprint: str
+    folds_file: str  # relative to the competition's folder
+    folds_hash: str
+    n_folds: int
+    seeds: list[int]
+    classes: list[str]
+    test_ids_hash: str
+    image_size: int | None = None
+    tta: str | dict = "none"  # models trained before TTA predicted plainly
+    predict: PredictInfo | None = None  # models trained before kit predict cannot predict new images
+    kit_version: str | None = None
+    created: str | None = None
+    finished: str | None = None
+    cv: dict[str, float] | None = None  # the headline metrics, once every fold is done
+
+    @property
+    def complete(self) -> bool:
+        return self.status == "complete"
+
+
+def read_manifest(model_dir: Path) -> Manifest:
+    path = Path(model_dir) / MANIFEST
+    try:
+        return Manifest.model_validate(read_json(path))
+    except ValidationError as exc:
+        raise StoreError(format_validation_error(str(path), Manifest, exc) + "; retrain the model with --force") from None
+
+
+def write_manifest(model_dir: Path, manifest: Manifest) -> None:
+    fileio.write_json(Path(model_dir) / MANIFEST, manifest.model_dump(exclude_none=True))
 
 
 @dataclass
@@ -37,14 +106,14 @@ class Member:
     """One model's predictions, assembled across its folds (and averaged over its seeds)."""
 
     name: str
-    manifest: dict
+    manifest: Manifest
     oof: np.ndarray  # rows in the folds' id order x classes
     test: np.ndarray  # rows in test_ids order x classes
     test_ids: np.ndarray
 
     @property
     def classes(self) -> list[str]:
-        return self.manifest["classes"]
+        return self.manifest.classes
 
 
 class Store:
@@ -59,7 +128,7 @@ class Store:
         return self.root / competition / "models" / model
 
     def fold_dir(self, competition: str, model: str, seed: int, fold: int) -> Path:
-        return self.model_dir(competition, model) / f"seed{seed}" / f"fold{fold}"
+        return self.model_dir(competition, model) / fold_subdir(seed, fold)
 
     def sample_submission(self, competition: str) -> Path:
         return self.competition_dir(competition) / "sample_submission.csv"
@@ -74,7 +143,7 @@ class Store:
     def classes(self, competition: str) -> list[str]:
         """The competition's classes as its models recorded them."""
         for name in self.model_names(competition):
-            return self.manifest(competition, name)["classes"]
+            return self.manifest(competition, name).classes
         raise StoreError(f"{self.competition_dir(competition)}: no model yet, so its classes are unknown; "
                          f"train one first or name the competition file")
 
@@ -88,19 +157,45 @@ class Store:
         models = self.competition_dir(competition) / "models"
         if not models.is_dir():
             return []
-        return sorted(p.name for p in models.iterdir() if (p / "model.json").is_file())
+        return sorted(p.name for p in models.iterdir() if (p / MANIFEST).is_file())
 
-    def manifest(self, competition: str, model: str) -> dict:
-        path = self.model_dir(competition, model) / "model.json"
-        if not path.is_file():
+    def has_manifest(self, competition: str, model: str) -> bool:
+        return (self.model_dir(competition, model) / MANIFEST).is_file()
+
+    def manifest(self, competition: str, model: str) -> Manifest:
+        if not self.has_manifest(competition, model):
             known = self.model_names(competition)
             raise StoreError(f"{self.root}: no model '{model}' in competition '{competition}'"
                              f"{did_you_mean(model, known)}; models: {', '.join(known) or 'none yet (run kit train)'}")
-        return read_json(path)
+        return read_manifest(self.model_dir(competition, model))
 
+    def write_manifest(self, manifest: Manifest) -> None:
+        write_manifest(self.model_dir(manifest.competition, manifest.name), manifest)
+
+    # ---- a fold's files
     def is_fold_done(self, competition: str, model: str, seed: int, fold: int) -> bool:
         d = self.fold_dir(competition, model, seed, fold)
-        return all((d / f).is_file() for f in ("fold.json", "oof.npz", "test.npz"))
+        return all((d / f).is_file() for f in (DONE, OOF, TEST))
+
+    def write_fold(self, competition: str, model: str, seed: int, fold: int, *, oof_ids: np.ndarray,
+                   oof: np.ndarray, test_ids: np.ndarray, test: np.ndarray, record: dict,
+                   history: list[dict] | None = None, weights: bytes | None = None) -> Path:
+        """One (seed, fold)'s files in FOLD_FILES' order, so that fold.json, written last, says the rest are whole.
+
+        `weights`: the serialised state dict (the store never imports torch); `history` (one dict
+        per epoch) and `weights` are absent from synthetic stores, which only blend."""
+        d = self.fold_dir(competition, model, seed, fold)
+        fileio.write_npz(d / OOF, ids=oof_ids, probs=oof)
+        fileio.write_npz(d / TEST, ids=test_ids, probs=test)
+        if history is not None:
+            fileio.write_csv(d / HISTORY, pd.DataFrame(history))
+        if weights is not None:
+            fileio.write_bytes(d / WEIGHTS, weights)
+        fileio.write_json(d / DONE, record)
+        return d
+
+    def weights_files(self, manifest: Manifest) -> list[Path]:
+        return weights_files(self.model_dir(manifest.competition, manifest.name), manifest)
 
     def pick_competition(self, competition: str | None) -> str:
         """The competition asked for, or the only one the store holds."""
@@ -118,47 +213,65 @@ class Store:
                          f"choose one with --competition")
 
     # ---- reading predictions
-    def folds(self, manifest: dict) -> Folds:
-        return read_folds(self.competition_dir(manifest["competition"]) / manifest["folds_file"])
+    def folds(self, manifest: Manifest) -> Folds:
+        return read_folds(self.competition_dir(manifest.competition) / manifest.folds_file)
 
     def load_member(self, competition: str, model: str, seeds: list[int] | None = None) -> Member:
         """A finished model's OOF (aligned to its folds' ids) and test probabilities, averaged over
         its seeds (all of them, or just `seeds`)."""
         manifest = self.manifest(competition, model)
-        if manifest.get("status") != "complete":
-            raise StoreError(f"{self.model_dir(competition, model)}: model '{model}' is not finished "
-                             f"(status {manifest.get('status')!r}); run kit train on its recipe again to finish it")
+        check_complete(manifest, self.model_dir(competition, model))
         return self.assemble(manifest, seeds=seeds)
 
-    def assemble(self, manifest: dict, seeds: list[int] | None = None) -> Member:
+    def assemble(self, manifest: Manifest, seeds: list[int] | None = None) -> Member:
         """Stitch a model's per-fold files together (all its seeds averaged, or just `seeds`)."""
-        competition, model = manifest["competition"], manifest["name"]
+        competition, model = manifest.competition, manifest.name
         folds = self.folds(manifest)
-        if folds.hash != manifest["folds_hash"]:
+        if folds.hash != manifest.folds_hash:
             raise StoreError(f"{folds.path}: the folds changed since '{model}' was trained "
-                             f"(hash {folds.hash}, model recorded {manifest['folds_hash']})")
+                             f"(hash {folds.hash}, model recorded {manifest.folds_hash})")
         row_of = {id_: i for i, id_ in enumerate(folds.ids)}
-        n_classes = len(manifest["classes"])
+        n_classes = len(manifest.classes)
         oof_runs, test_runs, test_ids = [], [], None
-        for seed in seeds or manifest["seeds"]:
+        for seed in seeds or manifest.seeds:
             oof = np.full((len(folds.ids), n_classes), np.nan, dtype=np.float32)
             for k in range(folds.n_folds):
                 d = self.fold_dir(competition, model, seed, k)
-                fold_oof = read_npz(d / "oof.npz", ("ids", "probs"))
-                fold_test = read_npz(d / "test.npz", ("ids", "probs"))
+                fold_oof = read_npz(d / OOF, PREDICTIONS)
+                fold_test = read_npz(d / TEST, PREDICTIONS)
                 rows = [row_of.get(i, -1) for i in fold_oof["ids"]]
                 expected = set(np.flatnonzero(folds.fold == k))
                 if -1 in rows or set(rows) != expected or fold_oof["probs"].shape != (len(rows), n_classes):
-                    raise StoreError(f"{d / 'oof.npz'}: its rows are not fold {k}'s held-out images; retrain with --force")
+                    raise StoreError(f"{d / OOF}: its rows are not fold {k}'s held-out images; retrain with --force")
                 oof[rows] = fold_oof["probs"]
                 if test_ids is None:
                     test_ids = fold_test["ids"]
                 elif not np.array_equal(test_ids, fold_test["ids"]):
-                    raise StoreError(f"{d / 'test.npz'}: its test ids differ from fold 0's; retrain with --force")
+                    raise StoreError(f"{d / TEST}: its test ids differ from fold 0's; retrain with --force")
                 test_runs.append(fold_test["probs"])
             oof_runs.append(oof)
         return Member(name=model, manifest=manifest, oof=np.mean(oof_runs, axis=0),
                       test=np.mean(test_runs, axis=0), test_ids=test_ids)
+
+
+def fold_subdir(seed: int, fold: int) -> str:
+    return f"seed{seed}/fold{fold}"
+
+
+def weights_files(model_dir: Path, manifest: Manifest) -> list[Path]:
+    """Every (seed, fold)'s best weights in a model's folder (in the store or copied out of it), each
+    checked present."""
+    paths = [Path(model_dir) / fold_subdir(s, k) / WEIGHTS for s in manifest.seeds for k in range(manifest.n_folds)]
+    for path in paths:
+        if not path.is_file():
+            raise StoreError(f"{path}: missing; retrain the model with --force")
+    return paths
+
+
+def check_complete(manifest: Manifest, model_dir: Path) -> None:
+    if not manifest.complete:
+        raise StoreError(f"{model_dir}: model '{manifest.name}' is not finished (status {manifest.status!r}); "
+                         f"run kit train on its recipe again to finish it")
 
 
 def read_json(path: Path) -> dict:
@@ -176,10 +289,6 @@ def read_npz(path: Path, keys: tuple[str, ...]) -> dict:
             return {k: data[k] for k in keys}
     except Exception as exc:  # zip, pickle, key and shape errors all mean the same thing here
         raise StoreError(f"{path}: damaged ({type(exc).__name__}: {exc}); retrain the model with --force") from None
-
-
-def write_manifest(path: Path, manifest: dict) -> None:
-    fileio.write_json(path, manifest)
 
 
 def verify_model(model_dir: Path) -> list[str]:
@@ -207,13 +316,13 @@ def verify_model(model_dir: Path) -> list[str]:
         if path.suffix == ".json":
             readable(path, read_json)
         elif path.suffix == ".npz":
-            readable(path, lambda p: read_npz(p, ("ids", "probs")))  # the store's .npz files: oof, test
+            readable(path, lambda p: read_npz(p, PREDICTIONS))  # the store's .npz files: oof, test
         elif path.suffix == ".pt":
             readable(path, lambda p: torch.load(p, map_location="cpu", weights_only=False))
         elif path.suffix in (".csv", ".yaml"):
             readable(path, lambda p: p.read_text(encoding="utf-8"))
-    for done in Path(model_dir).rglob("fold.json"):
-        for name in ("oof.npz", "test.npz", "history.csv", "weights.pt"):
+    for done in Path(model_dir).rglob(DONE):
+        for name in FOLD_FILES[:-1]:
             if not (done.parent / name).is_file():
                 problems.append(f"{done.parent}: marked done but {name} is missing")
     return problems

@@ -29,4 +29,4 @@ def test_three_processes_on_one_store(workdir):
     store = Store(workdir / "store")
     for name in ("a", "b"):
         assert verify_model(store.model_dir("digits", name)) == []
-        assert store.load_member("digits", name).manifest["status"] == "complete"
+        assert store.load_member("digits", name).manifest.status == "complete"

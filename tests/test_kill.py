@@ -75,7 +75,7 @@ def test_sigkill_at_random_moments(workdir):
             assert verify_model(store.model_dir("digits", name)) == []
         runs += 1
         member = store.load_member("digits", name)  # complete, or this raises
-        assert member.manifest["status"] == "complete"
+        assert member.manifest.status == "complete"
         assert verify_model(store.model_dir("digits", name)) == []
         assert np.array_equal(member.oof, reference)
     print(f"\n{kills} kills over {runs} runs; an uninterrupted run takes {duration:.1f} s; "

@@ -15,7 +15,7 @@ def select_members(store: Store, competition: str, patterns: list[str] | None) -
     """Model names matching any of `patterns` (names or globs); every finished model when None."""
     known = store.model_names(competition)
     if not patterns:
-        finished = [m for m in known if store.manifest(competition, m).get("status") == "complete"]
+        finished = [m for m in known if store.manifest(competition, m).complete]
         if not finished:
             raise BlendError(f"{store.competition_dir(competition)}: no finished model to blend; run kit train first")
         return finished
@@ -33,7 +33,7 @@ def load_members(store: Store, competition: str, names: list[str], split_seeds: 
     named `model@s<seed>` (a model trained with one seed keeps its name)."""
     members = []
     for name in names:
-        seeds = store.manifest(competition, name)["seeds"] if split_seeds else []
+        seeds = store.manifest(competition, name).seeds if split_seeds else []
         if len(seeds) < 2:  # load_member refuses an unfinished model
             members.append(store.load_member(competition, name))
             continue
@@ -49,9 +49,10 @@ def check_compatible(members: list[Member]) -> None:
     for m in members[1:]:
         for key, what in (("data_fingerprint", "competition data"), ("folds_hash", "folds"),
                           ("classes", "classes"), ("test_ids_hash", "test ids")):
-            if m.manifest[key] != first.manifest[key]:
+            ours, theirs = getattr(first.manifest, key), getattr(m.manifest, key)
+            if theirs != ours:
                 raise BlendError(f"models '{first.name}' and '{m.name}' were trained on different {what} "
-                                 f"({first.manifest[key]!s:.40} vs {m.manifest[key]!s:.40}); "
+                                 f"({ours!s:.40} vs {theirs!s:.40}); "
                                  f"retrain one of them on the other's or blend them apart")
 
 

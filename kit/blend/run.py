@@ -143,7 +143,7 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
               "members": member_metrics, "dropped": dropped, "blend": blender_metrics[best],
               "blenders": blender_metrics, "nested_cv": {n: b.learns for n, b in blenders.items()},
               "fit_seconds": fit_seconds, "cv_seconds": cv_seconds, "skipped": skipped, "warnings": warnings,
-              "tta": {m.name: m.manifest.get("tta", "none") for m in members}, "params": fitted[best].get_params(),
+              "tta": {m.name: m.manifest.tta for m in members}, "params": fitted[best].get_params(),
               "fitted": name_members(fitted[best].describe(), kept),
               "confusion": confusion_matrix(y, oof[best], classes),
               "correlation": member_correlation(kept, P_oof), "submission": str(submission)}
@@ -154,7 +154,7 @@ def tta_warnings(members: list) -> list[str]:
     """A warning when members were predicted with different test-time augmentation. Each member's OOF and
     test rows went through the same views, so the blend stays consistent; but the members' scores (what
     --top, --min-cv and the weights go by) then compare model and TTA together."""
-    records = {m.name: m.manifest.get("tta", "none") for m in members}  # models older than TTA recorded "none"
+    records = {m.name: m.manifest.tta for m in members}
     if len({json.dumps(r, sort_keys=True) for r in records.values()}) <= 1:
         return []
     return ["members differ in TTA (" + "; ".join(f"{n}: {describe(r)}" for n, r in records.items())

@@ -16,7 +16,7 @@ import pandas as pd
 from .. import fileio
 from ..folds import folds_path, read_folds
 from ..report import classification_metrics
-from ..store import Store
+from ..store import Manifest, Store
 
 
 def make_members(n_members: int = 10, n_rows: int = 50_000, n_test: int = 10_000, n_classes: int = 10,
@@ -73,18 +73,15 @@ def write_store(root: str | Path, competition: str, y: np.ndarray, fold: np.ndar
     fileio.write_csv(store.sample_submission(competition), pd.DataFrame({"id": test_ids, "label": classes[0]}))
     folds = read_folds(path)
     for name, runs in members.items():
-        manifest = {"name": name, "competition": competition, "arch": "synthetic", "status": "complete",
-                    "data_fingerprint": f"synthetic-{len(y)}", "folds_file": str(path.relative_to(cdir)),
-                    "folds_hash": folds.hash, "n_folds": n_folds, "seeds": list(range(len(runs))),
-                    "classes": classes, "test_ids_hash": fileio.array_hash(test_ids)}
         for seed, (oof, test) in enumerate(runs):
             for k in range(n_folds):
-                d = store.fold_dir(competition, name, seed, k)
                 held = fold == k
-                fileio.write_npz(d / "oof.npz", ids=ids[held], probs=oof[held])
-                fileio.write_npz(d / "test.npz", ids=test_ids, probs=test)
-                fileio.write_json(d / "fold.json", {"seed": seed, "fold": k})
+                store.write_fold(competition, name, seed, k, oof_ids=ids[held], oof=oof[held], test_ids=test_ids,
+                                 test=test, record={"seed": seed, "fold": k})
         cv = classification_metrics(y, np.mean([oof for oof, _ in runs], axis=0), classes)
-        manifest["cv"] = {k: cv[k] for k in ("accuracy", "log_loss", "macro_f1")}
-        fileio.write_json(store.model_dir(competition, name) / "model.json", manifest)
+        store.write_manifest(Manifest(
+            name=name, competition=competition, arch="synthetic", status="complete",
+            data_fingerprint=f"synthetic-{len(y)}", folds_file=str(path.relative_to(cdir)), folds_hash=folds.hash,
+            n_folds=n_folds, seeds=list(range(len(runs))), classes=classes, test_ids_hash=fileio.array_hash(test_ids),
+            cv={k: cv[k] for k in ("accuracy", "log_loss", "macro_f1")}))
     return store

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import yaml
 
@@ -28,7 +27,7 @@ from ..models import build_model, resolve_input
 from ..progress import SILENT, Reporter
 from ..recipe import Recipe
 from ..report import classification_metrics
-from ..store import Store, read_json
+from ..store import CHECKPOINT, MANIFEST, Manifest, PredictInfo, Store
 from ..tta import TTA, describe
 from .augmented_batches import AugmentedBatches
 from .batch_augment import BatchAugment
@@ -86,11 +85,11 @@ def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, pipeline, folds
     else:
         normalizer = Normalizer.from_images(data.train_images, inputs.size)
     manifest = _manifest(recipe, data, folds, store, normalizer)
-    _check_existing(model_dir, manifest, force)
+    _check_existing(store, manifest, force)
     if force and model_dir.exists():
         shutil.rmtree(model_dir)
     fileio.write_text(model_dir / "recipe.yaml", yaml.safe_dump(recipe.resolved(), sort_keys=False))
-    fileio.write_json(model_dir / "model.json", manifest)
+    store.write_manifest(manifest)
 
     settings = pick_device(device, recipe.train.precision)
     if recipe.image_size is None and inputs.size != data.image_size[0]:
@@ -101,21 +100,21 @@ def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, pipeline, folds
     # other transform runs image by image through albumentations; no transforms: no per-image work at all
     on_batches = (plan_batch_augment(recipe.augment.transforms, normalizer.to(settings.device))
                   if pipeline is not None else None)
-    if recipe.augment.active or manifest["tta"] != "none":
+    if recipe.augment.active or manifest.tta != "none":
         augment = recipe.augment
         mixing = [f"{name} p {mix.p:g}" for name, mix in (("mixup", augment.mixup), ("cutmix", augment.cutmix)) if mix]
         where = ""
         if pipeline is not None:
             where = " (whole batches, on the device)" if on_batches else " (albumentations, image by image)"
         reporter.message(f"{recipe.name}: augmentation {', '.join(next(iter(t)) for t in augment.transforms) or 'none'}"
-                         f"{where}{'; ' + ', '.join(mixing) if mixing else ''}; TTA {describe(manifest['tta'])}")
+                         f"{where}{'; ' + ', '.join(mixing) if mixing else ''}; TTA {describe(manifest.tta)}")
     todo = []
     for s in recipe.train.seeds:
         for k in range(folds.n_folds):
             if not store.is_fold_done(data.name, recipe.name, s, k):
                 todo.append((s, k))
             else:  # killed between finishing the fold and removing its checkpoint
-                (store.fold_dir(data.name, recipe.name, s, k) / "checkpoint.pt").unlink(missing_ok=True)
+                (store.fold_dir(data.name, recipe.name, s, k) / CHECKPOINT).unlink(missing_ok=True)
     done = len(recipe.train.seeds) * folds.n_folds - len(todo)
     if done:
         reporter.message(f"{recipe.name}: {done} of {done + len(todo)} (seed, fold) runs already in the store, "
@@ -127,9 +126,8 @@ def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, pipeline, folds
     try:
         for seed, k in todo:
             reporter.advance("train", 0, description=f"{recipe.name} seed {seed} fold {k} of {folds.n_folds}")
-            record = train_fold(recipe, data, folds, k, seed, normalizer, settings,
-                                store.fold_dir(data.name, recipe.name, seed, k), test_batches, reporter, pipeline,
-                                on_batches)
+            record = train_fold(recipe, data, folds, k, seed, normalizer, settings, store, test_batches, reporter,
+                                pipeline, on_batches)
             _report_fold(reporter, recipe.name, seed, k, folds.n_folds, record)
     finally:
         reporter.finish("train")
@@ -143,16 +141,16 @@ def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, pipeline, folds
         per_seed[str(seed)] = {k: v for k, v in classification_metrics(labels, oof, data.classes).items()
                                if k in ("accuracy", "log_loss", "macro_f1")}
     fileio.write_json(model_dir / "metrics.json", {"cv": cv, "per_seed": per_seed})
-    manifest.update(status="complete", finished=_now(),
-                    cv={k: cv[k] for k in ("accuracy", "log_loss", "macro_f1")})
-    fileio.write_json(model_dir / "model.json", manifest)
+    manifest.status, manifest.finished = "complete", _now()
+    manifest.cv = {k: cv[k] for k in ("accuracy", "log_loss", "macro_f1")}
+    store.write_manifest(manifest)
     return TrainSummary(model=recipe.name, competition=data.name, model_dir=model_dir,
                         folds_trained=len(todo), folds_skipped=done,
                         cv=cv, seconds=time.perf_counter() - started)
 
 
 def train_fold(recipe: Recipe, data: CompetitionData, folds: Folds, k: int, seed: int, normalizer: Normalizer,
-               settings: DeviceSettings, fold_dir: Path, test_batches, reporter: Reporter = SILENT, pipeline=None,
+               settings: DeviceSettings, store: Store, test_batches, reporter: Reporter = SILENT, pipeline=None,
                on_batches: BatchAugment | None = None) -> dict:
     """Train one fold, write its predictions, history and weights; fold.json last, as the 'done' mark.
 
@@ -176,7 +174,8 @@ def train_fold(recipe: Recipe, data: CompetitionData, folds: Folds, k: int, seed
              if augment.mixup or augment.cutmix else None)
     val_batches = batches_for(data.train_images, data.train_labels, val_idx, recipe.predict.batch_size, normalizer,
                               device)
-    checkpoint = EpochCheckpoint(fold_dir / "checkpoint.pt", key=recipe.hash)
+    fold_dir = store.fold_dir(data.name, recipe.name, seed, k)
+    checkpoint = EpochCheckpoint(fold_dir / CHECKPOINT, key=recipe.hash)
     result = fit(model, train_batches, val_batches, cfg, settings, reporter, progress_key="train", checkpoint=checkpoint,
                  mixer=mixer)
     # the held-out fold and the test set through the same views, averaged the same way
@@ -184,60 +183,46 @@ def train_fold(recipe: Recipe, data: CompetitionData, folds: Folds, k: int, seed
     oof = predict_proba(model, val_batches, settings, tta)
     test = predict_proba(model, test_batches, settings, tta)
 
-    fileio.write_npz(fold_dir / "oof.npz", ids=data.train_ids[val_idx], probs=oof)
-    fileio.write_npz(fold_dir / "test.npz", ids=data.test_ids, probs=test)
-    fileio.write_csv(fold_dir / "history.csv", pd.DataFrame(result.history))
     buffer = io.BytesIO()
     torch.save({k_: v.cpu() for k_, v in model.state_dict().items()}, buffer)
-    fileio.write_bytes(fold_dir / "weights.pt", buffer.getvalue())
     record = {"seed": seed, "fold": k, "best_epoch": result.best_epoch + 1, "val_loss": result.best["val_loss"],
               "val_acc": result.best["val_acc"], "stopped_early": result.stopped_early,
               "train_rows": len(train_idx), "val_rows": len(val_idx),
               # summed over epochs, so a resumed fold still reports its whole training time
               "seconds": sum(h["seconds"] for h in result.history), "device": str(settings.device),
               "tta": tta.record, "history": result.history}
-    fileio.write_json(fold_dir / "fold.json", record)
+    store.write_fold(data.name, recipe.name, seed, k, oof_ids=data.train_ids[val_idx], oof=oof,
+                     test_ids=data.test_ids, test=test, history=result.history, weights=buffer.getvalue(),
+                     record=record)
     checkpoint.remove()
     return record
 
 
-def _manifest(recipe: Recipe, data: CompetitionData, folds: Folds, store: Store, normalizer: Normalizer) -> dict:
-    return {
-        "name": recipe.name,
-        "competition": data.name,
-        "arch": recipe.model.arch,
-        "status": "training",
-        "recipe_hash": recipe.hash,
-        "data_fingerprint": data.fingerprint,
-        "folds_file": str(folds.path.relative_to(store.competition_dir(data.name))),
-        "folds_hash": folds.hash,
-        "n_folds": folds.n_folds,
-        "seeds": recipe.train.seeds,
-        "classes": data.classes,
-        "test_ids_hash": fileio.array_hash(data.test_ids),
-        "image_size": normalizer.size,
-        "tta": TTA.from_config(recipe.tta).record,
-        # what kit predict needs to rebuild the network and feed it new images exactly as in training
-        "predict": {"params": recipe.model.params, "channels": data.channels, "decoded_size": list(data.image_size),
-                    "mean": normalizer.mean.flatten().tolist(), "std": normalizer.std.flatten().tolist(),
-                    "precision": recipe.train.precision},
-        "kit_version": __version__,
-        "created": _now(),
-    }
+def _manifest(recipe: Recipe, data: CompetitionData, folds: Folds, store: Store, normalizer: Normalizer) -> Manifest:
+    return Manifest(
+        name=recipe.name, competition=data.name, arch=recipe.model.arch, status="training", recipe_hash=recipe.hash,
+        data_fingerprint=data.fingerprint, folds_file=str(folds.path.relative_to(store.competition_dir(data.name))),
+        folds_hash=folds.hash, n_folds=folds.n_folds, seeds=recipe.train.seeds, classes=data.classes,
+        test_ids_hash=fileio.array_hash(data.test_ids), image_size=normalizer.size,
+        tta=TTA.from_config(recipe.tta).record,
+        predict=PredictInfo(params=recipe.model.params, channels=data.channels, decoded_size=list(data.image_size),
+                            mean=normalizer.mean.flatten().tolist(), std=normalizer.std.flatten().tolist(),
+                            precision=recipe.train.precision),
+        kit_version=__version__, created=_now())
 
 
-def _check_existing(model_dir: Path, manifest: dict, force: bool) -> None:
+def _check_existing(store: Store, manifest: Manifest, force: bool) -> None:
     """Refuse to mix folds of a changed recipe, changed data or changed folds under one name."""
-    path = model_dir / "model.json"
-    if force or not path.is_file():
+    if force or not store.has_manifest(manifest.competition, manifest.name):
         return
-    old = read_json(path)
+    old = store.manifest(manifest.competition, manifest.name)
     for key, what in (("recipe_hash", "the recipe"), ("data_fingerprint", "the competition's data"),
                       ("folds_hash", "the folds")):
-        if old.get(key) != manifest[key]:
-            raise StoreError(f"{path}: {what} changed since model '{manifest['name']}' was trained "
-                             f"({old.get(key)} -> {manifest[key]}); rename the model or retrain it with --force")
-    manifest["created"] = old.get("created", manifest["created"])
+        if getattr(old, key) != getattr(manifest, key):
+            raise StoreError(f"{store.model_dir(manifest.competition, manifest.name) / MANIFEST}: {what} changed "
+                             f"since model '{manifest.name}' was trained ({getattr(old, key)} -> "
+                             f"{getattr(manifest, key)}); rename the model or retrain it with --force")
+    manifest.created = old.created or manifest.created
 
 
 def _report_fold(reporter: Reporter, name: str, seed: int, k: int, n_folds: int, record: dict) -> None:
