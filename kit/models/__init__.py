@@ -2,7 +2,8 @@
 
 from . import scratch  # noqa: F401  (registers the scratch nets)
 from .inputs import InputSpec, resolve_input
-from .registry import check_model, create_model, is_timm, list_models, model_description, register_model
+from ._factory import check_model, create_model
+from ._registry import is_timm, list_models, model_description, register_model
 
 __all__ = ["InputSpec", "build_model", "check_model", "create_model", "describe_scratch_models", "is_timm",
            "list_models", "model_description", "register_model", "resolve_input"]

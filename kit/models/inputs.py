@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import RecipeError
-from .registry import build_scratch, is_timm, timm_name
+from ._registry import build_scratch, is_timm, timm_name
 
 LARGEST_PROBED = 1024
 

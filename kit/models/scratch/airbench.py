@@ -14,7 +14,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from ..registry import register_model
+from .._registry import register_model
 from .layers import Head, ScratchNet, check_widths, pool_if_room
 
 

@@ -7,7 +7,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from ..registry import register_model
+from .._registry import register_model
 from .layers import Head, ScratchNet, check_widths, conv_bn, pool_if_room
 
 

@@ -1,62 +1,20 @@
-"""A registry of architectures, as in timm: a name maps to a builder.
+"""Models by name, as timm's _factory.py: checked at recipe load, built at training.
 
-    @register_model
-    def vgg_small(num_classes, in_chans, image_size, **params) -> nn.Module
-
-`create_model("vgg_small", num_classes=10, in_chans=1, image_size=16, widths=[32, 64])` builds one.
-Names that start with `timm/` are handed to timm (timm_models.py): `timm/resnet50`, or with a
-pretrained tag, `timm/resnet18.a1_in1k`. Both kinds go through check_model (at recipe load,
-nothing built but a shape-only copy) and create_model (at training).
+`create_model("vgg_small", num_classes=10, in_chans=1, image_size=16, widths=[32, 64])` builds a
+scratch net from the registry (_registry.py); `timm/<name>` builds timm's. Both kinds go through
+check_model (at recipe load, nothing built but a shape-only copy) and create_model (at training).
 """
 
 from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import Callable
 
 from torch import nn
 
 from ..errors import RecipeError, did_you_mean
-
-_MODELS: dict[str, Callable] = {}
-TIMM_PREFIX = "timm/"
-BUILDER_ARGS = ("num_classes", "in_chans", "image_size")
-
-
-def register_model(fn: Callable) -> Callable:
-    if fn.__name__ in _MODELS:
-        raise ValueError(f"model '{fn.__name__}' is registered twice")
-    _MODELS[fn.__name__] = fn
-    return fn
-
-
-def list_models() -> list[str]:
-    """The scratch nets' names (timm's are listed by `timm.list_models()`)."""
-    return sorted(_MODELS)
-
-
-def is_timm(name: str) -> bool:
-    return name.startswith(TIMM_PREFIX)
-
-
-def timm_name(name: str) -> str:
-    """'timm/resnet18.a1_in1k' -> 'resnet18.a1_in1k'."""
-    return name[len(TIMM_PREFIX):]
-
-
-def model_entrypoint(name: str) -> Callable:
-    if name not in _MODELS:
-        raise RecipeError(f"model.arch: unknown architecture '{name}'{did_you_mean(name, _MODELS)}; "
-                          f"scratch nets are: {', '.join(list_models())}; "
-                          f"for a timm model write timm/<name>, e.g. timm/resnet50 (kit zoo --timm '*resnet*' lists them)")
-    return _MODELS[name]
-
-
-def model_description(name: str) -> str:
-    """The first line of the builder's docstring: where the architecture comes from."""
-    doc = inspect.getdoc(model_entrypoint(name)) or ""
-    return doc.splitlines()[0] if doc else ""
+from ._registry import BUILDER_ARGS, build_scratch, is_timm, model_entrypoint, timm_name
+from .inputs import check_input_size, shape_model
 
 
 def check_model(name: str, params: dict, pretrained: bool | str = False, image_size: int | None = None,
@@ -66,7 +24,6 @@ def check_model(name: str, params: dict, pretrained: bool | str = False, image_s
     Nothing is downloaded and no weights are allocated: timm models are checked on the meta device.
     """
     from . import timm_models, weights
-    from .inputs import check_input_size, shape_model
 
     if is_timm(name):
         timm_models.check(timm_name(name), params, pretrained)
@@ -91,13 +48,6 @@ def _check_scratch_params(name: str, params: dict) -> None:
         allowed = [p for p in accepted if p not in BUILDER_ARGS]
         raise RecipeError(f"model.params.{unknown[0]}: '{name}' takes no such parameter"
                           f"{did_you_mean(unknown[0], allowed)}; it takes: {', '.join(allowed)}")
-
-
-def build_scratch(name: str, num_classes: int, in_chans: int, image_size: int, params: dict) -> nn.Module:
-    try:
-        return model_entrypoint(name)(num_classes=num_classes, in_chans=in_chans, image_size=image_size, **params)
-    except (TypeError, ValueError) as exc:
-        raise RecipeError(f"model.params: '{name}' cannot be built with {params}: {exc}") from None
 
 
 def create_model(name: str, num_classes: int, in_chans: int, image_size: int, pretrained: bool | str = False,
