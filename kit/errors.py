@@ -4,9 +4,23 @@ The library raises these with a message that names the file, the field, what cam
 was expected (scikit-learn's style). Only the CLI turns them into a red line and exit code 2.
 """
 
+from __future__ import annotations
+
 
 class KitError(Exception):
-    """Base class: a problem with the user's input or the state on disk, not a bug in kit."""
+    """Base class: a problem with the user's input or the state on disk, not a bug in kit.
+
+    An error about a field ('cv.folds: ...') is raised where the field is checked, which may not
+    know the file it came from; the caller that does says so with `raise exc.at(recipe.source)`."""
+
+    where: str | None = None  # the file the error is about, once a caller has said so
+
+    def at(self, where) -> KitError:
+        """This error, its message prefixed with `where` ('recipes/x.yaml: cv.folds: ...'), once."""
+        if self.where is None:
+            self.where = str(where)
+            self.args = (f"{where}: {self}",)
+        return self
 
 
 class RecipeError(KitError):

@@ -46,7 +46,7 @@ def augment_preview(recipe: Recipe, out: Path, n: int = 8, samples: int = 4, see
     try:
         pipeline = checked_pipeline(recipe.augment.transforms, data.image_size, data.train_images)
     except RecipeError as exc:
-        raise RecipeError(f"{recipe.source}: {exc}") from None
+        raise exc.at(recipe.source) from None
     if pipeline is None:
         raise RecipeError(f"{recipe.source}: augment.transforms: empty, so the network sees the images as cached; "
                           f"nothing to preview")

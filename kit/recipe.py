@@ -271,11 +271,11 @@ def recipe_from_dict(data: Any, source: str = "recipe", default_name: str = "") 
         recipe.augment.transforms = resolve_transforms(recipe.augment.transforms)
         recipe.tta.views = resolve_views(recipe.tta.views)
     except RecipeError as exc:
-        raise RecipeError(f"{source}: {exc}") from None
+        raise exc.at(source) from None
     from .models import check_model  # torch-heavy: imported only once a recipe is otherwise valid
 
     try:
         check_model(recipe.model.arch, recipe.model.params, recipe.model.pretrained, recipe.image_size)
     except RecipeError as exc:
-        raise RecipeError(f"{source}: {exc}") from None
+        raise exc.at(source) from None
     return recipe

@@ -65,12 +65,12 @@ def train_recipe(recipe: Recipe, store: Store, reporter: Reporter = SILENT, forc
         # the augmentation pipeline at the cached images' size, tried on a few of them
         pipeline = checked_pipeline(recipe.augment.transforms, data.image_size, data.train_images)
     except RecipeError as exc:
-        raise RecipeError(f"{recipe.source}: {exc}") from None
+        raise exc.at(recipe.source) from None
     try:
         folds = load_or_make_folds(store.competition_dir(data.name), data.train_ids, data.train_labels, data.classes,
                                    recipe.cv.folds, recipe.cv.seed)
-    except DataError as exc:
-        raise DataError(f"{recipe.source}: {exc}") if str(exc).startswith("cv.") else exc from None
+    except DataError as exc:  # too few images of a class for the recipe's cv.folds
+        raise exc.at(recipe.source) from None
     lock = store.competition_dir(data.name) / "locks" / f"{recipe.name}.lock"
     with exclusive(lock, f"model '{recipe.name}'", wait=wait):
         return _train_recipe(recipe, data, inputs, pipeline, folds, store, reporter, force, device, started)
