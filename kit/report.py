@@ -11,14 +11,8 @@ import numpy as np
 import pandas as pd
 
 from . import fileio
+from .metrics import log_loss
 from .progress import fmt
-
-
-def log_loss(y_true: np.ndarray, probs: np.ndarray, eps: float = 1e-15) -> float:
-    """Multi-class log loss, rows renormalised and clipped as Kaggle's metric does."""
-    p = np.clip(probs, eps, 1.0)
-    p = p / p.sum(1, keepdims=True)
-    return float(-np.log(p[np.arange(len(y_true)), y_true]).mean())
 
 
 def classification_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict:

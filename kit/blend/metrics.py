@@ -10,10 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import BlendError, did_you_mean
-
-#: name -> True when higher is better
-METRICS = {"accuracy": True, "log_loss": False, "macro_f1": True}
-EPS = 1e-15  # the clip Kaggle's log loss uses, as report.log_loss does
+from ..metrics import EPS, log_loss_of  # noqa: F401  (the blenders score with the one log loss)
+from ..metrics import HEADLINE as METRICS  # name -> True when higher is better
 
 
 def check_metric(metric: str, field: str = "--metric") -> str:
@@ -25,11 +23,6 @@ def check_metric(metric: str, field: str = "--metric") -> str:
 def accuracy_of(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """pred: (..., rows) labels -> (...) accuracies."""
     return (pred == y).mean(-1)
-
-
-def log_loss_of(q: np.ndarray) -> np.ndarray:
-    """q: (..., rows) probability each row gave its true class -> (...) log losses."""
-    return -np.log(np.clip(q, EPS, 1.0)).mean(-1)
 
 
 def macro_f1_of(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:

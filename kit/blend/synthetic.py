@@ -15,6 +15,7 @@ import pandas as pd
 
 from .. import fileio
 from ..folds import folds_path, read_folds
+from ..metrics import HEADLINE
 from ..report import classification_metrics
 from ..store import Manifest, Store
 
@@ -83,5 +84,5 @@ def write_store(root: str | Path, competition: str, y: np.ndarray, fold: np.ndar
             name=name, competition=competition, arch="synthetic", status="complete",
             data_fingerprint=f"synthetic-{len(y)}", folds_file=str(path.relative_to(cdir)), folds_hash=folds.hash,
             n_folds=n_folds, seeds=list(range(len(runs))), classes=classes, test_ids_hash=fileio.array_hash(test_ids),
-            cv={k: cv[k] for k in ("accuracy", "log_loss", "macro_f1")}))
+            cv={k: cv[k] for k in HEADLINE}))
     return store

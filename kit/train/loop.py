@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..metrics import log_loss
 from ..progress import SILENT, Reporter
 from ..recipe import TrainConfig
 from ..tta import NO_TTA, TTA
@@ -82,7 +83,7 @@ def fit(model: nn.Module, train_batches: ArrayBatches, val_batches: ArrayBatches
                                              settings, lambda: reporter.advance(progress_key, 1 / len(train_batches)))
         val_probs = predict_proba(evaluated, val_batches, settings)
         val_labels = val_batches.labels[val_batches.indices]
-        val_loss = log_loss(val_probs, val_labels)
+        val_loss = log_loss(val_labels, val_probs)
         val_acc = float((val_probs.argmax(1) == val_labels).mean())
         schedule.epoch_end(val_loss)
         result.history.append({"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc,
@@ -163,8 +164,3 @@ def predict_proba(model: nn.Module, batches: ArrayBatches, settings: DeviceSetti
             logits = model(settings.to_device(views))  # a no-op, or channels_last again after a shift's padding
         out.append(tta.merge(torch.softmax(logits.float(), dim=1)))
     return torch.cat(out).cpu().numpy() if out else np.zeros((0, 0), np.float32)
-
-
-def log_loss(probs: np.ndarray, labels: np.ndarray, eps: float = 1e-15) -> float:
-    p = np.clip(probs[np.arange(len(labels)), labels], eps, 1.0)
-    return float(-np.log(p).mean())

@@ -23,6 +23,7 @@ from ..competition import CompetitionData, load_competition
 from ..errors import DataError, RecipeError, StoreError
 from ..folds import Folds, load_or_make_folds
 from ..lock import exclusive
+from ..metrics import HEADLINE
 from ..models import build_model, resolve_input
 from ..progress import SILENT, Reporter
 from ..recipe import Recipe
@@ -139,10 +140,10 @@ def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, pipeline, folds
     per_seed = {}
     for seed, oof in seed_oofs.items():
         per_seed[str(seed)] = {k: v for k, v in classification_metrics(labels, oof, data.classes).items()
-                               if k in ("accuracy", "log_loss", "macro_f1")}
+                               if k in HEADLINE}
     fileio.write_json(model_dir / "metrics.json", {"cv": cv, "per_seed": per_seed})
     manifest.status, manifest.finished = "complete", _now()
-    manifest.cv = {k: cv[k] for k in ("accuracy", "log_loss", "macro_f1")}
+    manifest.cv = {k: cv[k] for k in HEADLINE}
     store.write_manifest(manifest)
     return TrainSummary(model=recipe.name, competition=data.name, model_dir=model_dir,
                         folds_trained=len(todo), folds_skipped=done,
