@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fileio import array_hash
+from ..fileio import array_hash, text_array
 from .sample import Sample, check_sample_submission, read_sample
 
 
@@ -34,6 +34,11 @@ class Listing:
     test_files: list[str] | None = None
     # the competition's sample submission, read once (image-file layouts read their test ids from it)
     sample: Sample | None = None
+
+    def __post_init__(self):
+        # one form however the reader made them (numbered rows, CSV text, archive arrays): see text_array
+        self.train_ids, self.train_labels, self.test_ids = map(text_array, (self.train_ids, self.train_labels,
+                                                                            self.test_ids))
 
 
 def array_listing(spec, read_split) -> Listing:
