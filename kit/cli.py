@@ -201,7 +201,7 @@ def prepare(
 
     Example: [bold]kit prepare recipes/cifar10/competition.yaml[/bold]
     """
-    from .competition.prepare import prepare_competition
+    from .prepare import prepare_competition
     from .console import RichReporter
 
     result = prepare_competition(source, RichReporter(), workers)

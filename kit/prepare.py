@@ -8,10 +8,9 @@ from pathlib import Path
 
 import yaml
 
-from ..progress import SILENT, Reporter
-from . import load_competition, resolve_competition
-from .data import CompetitionData
-from .spec import CompetitionSpec
+from .competition import CompetitionData, CompetitionSpec, load_competition, resolve_competition
+from .progress import SILENT, Reporter
+from .recipe import load_recipe
 
 
 @dataclass
@@ -37,8 +36,6 @@ def prepare_competition(source: str, reporter: Reporter = SILENT, workers: int |
     """`source`: a recipe (its competition, at its image_size), a competition YAML file, or a built-in name."""
     image_size = None
     if _is_recipe(source):
-        from ..recipe import load_recipe  # the recipe module imports this package: import it late
-
         recipe = load_recipe(source)
         spec, image_size = recipe.competition_spec, recipe.image_size
     else:
