@@ -6,11 +6,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from .competition import CompetitionData, CompetitionSpec, load_competition, resolve_competition
+from .errors import RecipeError
 from .progress import SILENT, Reporter
 from .recipe import load_recipe
+from .schema import read_yaml
 
 
 @dataclass
@@ -50,7 +50,7 @@ def _is_recipe(source: str) -> bool:
     if path.suffix not in (".yaml", ".yml") or not path.is_file():
         return False
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError):
+        data = read_yaml(path)
+    except RecipeError:
         return False  # resolve_competition names the problem
     return isinstance(data, dict) and "layout" not in data and "competition" in data

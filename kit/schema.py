@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .errors import RecipeError, reason
+
+
+def read_yaml(path: Path) -> Any:
+    """A recipe's or competition's YAML file, read as UTF-8; bad YAML or bad bytes are one RecipeError line."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"{path}: not valid YAML ({reason(exc, limit=None)})") from None
 
 
 class Strict(BaseModel):

@@ -1,6 +1,8 @@
 """Every layout read from a tiny competition in a temporary folder: ids, labels, channels and sizes
 come through; bad inputs are one-line errors naming the file and the row or id."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -285,3 +287,13 @@ def test_train_and_blend_on_an_image_folder_competition(tmp_path, monkeypatch):
     sub = pd.read_csv(tmp_path / "sub.csv", dtype=str)
     assert list(sub["id"]) == list(pd.read_csv(tmp_path / "comp" / "sampleSubmission.csv", dtype=str)["id"])
     assert set(sub["label"]) <= {"cat", "dog", "fox"}
+
+
+def test_prepare_names_a_competition_file_that_is_not_utf8(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    competitions.labels_csv(tmp_path / "comp")
+    Path("comp.yaml").write_bytes("# the café's images\nname: tiny\nlayout: labels_csv\nroot: comp\n".encode("latin-1"))
+    result = CliRunner().invoke(app, ["prepare", "comp.yaml"])
+    assert result.exit_code == 2 and not isinstance(result.exception, UnicodeDecodeError), result.output
+    assert result.output.strip() == ("error: comp.yaml: not valid YAML ('utf-8' codec can't decode byte 0xe9 in "
+                                     "position 9: invalid continuation byte)")

@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 import numpy as np
-import yaml
 from pydantic import ValidationError
 
-from ..errors import DataError, RecipeError, did_you_mean, first_line, reason
+from ..errors import DataError, RecipeError, did_you_mean, reason
 from ..fileio import array_hash, stable_hash
 from ..progress import SILENT, Reporter
-from ..schema import format_validation_error
+from ..schema import format_validation_error, read_yaml
 from .cache import cache_folder, load_or_decode
 from .class_folders import read_class_folders
 from .data import CompetitionData, Listing, sort_classes
@@ -61,11 +60,7 @@ def resolve_competition(entry, source: str = "recipe") -> CompetitionSpec:
                               f"({', '.join(BUILTIN)}){did_you_mean(entry, BUILTIN)} nor a .yaml competition file")
         if not path.is_file():
             raise RecipeError(f"{source}: competition: no such file '{entry}'")
-        try:
-            entry_data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise RecipeError(f"{path}: not valid YAML ({first_line(exc)})") from None
-        return _validate(entry_data, str(path))
+        return _validate(read_yaml(path), str(path))
     return _validate(entry, source, prefix="competition.")
 
 
