@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError
 from ..fileio import array_hash, text_array
 from .sample import Sample, check_sample_submission, read_sample
 
@@ -45,6 +46,9 @@ def array_listing(spec, read_split) -> Listing:
     """The Listing of an array layout, from its reader of one split: (ids, images, labels or None)."""
     train_ids, train_images, train_labels = read_split(spec, "train", with_labels=True)
     test_ids, test_images, _ = read_split(spec, "test", with_labels=False)
+    if train_images.shape == test_images.shape and np.array_equal(train_images, test_images):
+        raise DataError(f"{spec.path(spec.test)}: the test images are the training images ({spec.path(spec.train)}, "
+                        f"row for row); the test set must be the images to predict, not those trained on")
     sample = read_sample(spec)
     if sample is not None:
         # the test ids come from the test file; the sample submission must list the same
