@@ -33,7 +33,8 @@ class Prepared:
 
 
 def prepare_competition(source: str, reporter: Reporter = SILENT, workers: int | None = None) -> Prepared:
-    """`source`: a recipe (its competition, at its image_size), a competition YAML file, or a built-in name."""
+    """`source`: a recipe (its competition, image files of mixed sizes at its image_size), a competition YAML
+    file, or a built-in name."""
     image_size = None
     if _is_recipe(source):
         recipe = load_recipe(source)

@@ -186,8 +186,8 @@ class Recipe(Strict):
     # into its layout's spec; SerializeAsAny dumps that layout's own fields into the hash and recipe.yaml)
     competition: str | dict[str, Any] | SerializeAsAny[CompetitionSpec]
     model: ModelConfig
-    # the side the images are resized to (image files are decoded at it, once, into the cache); None keeps
-    # the competition's own size
+    # the side the network sees: every batch is resized to it from the size the competition keeps its images at
+    # (image files of mixed sizes are also decoded at it); None: that size (a pretrained timm model: its own)
     image_size: int | None = Field(None, gt=0)
     cv: CVConfig = Field(default_factory=CVConfig)
     train: TrainConfig

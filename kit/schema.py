@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .errors import RecipeError, reason
+from .errors import RecipeError, did_you_mean, reason
 
 
 def read_yaml(path: Path) -> Any:
@@ -56,8 +56,10 @@ def _describe(model: type[BaseModel], error: dict) -> str:
     given = error.get("input")
     if kind == "extra_forbidden":
         parent = _field_model(model, loc[:-1])
-        allowed = ", ".join(parent.model_fields) if parent else "see the docs"
-        return f"{path}: unknown key; allowed keys here: {allowed}"
+        if parent is None:
+            return f"{path}: unknown key; allowed keys here: see the docs"
+        return (f"{path}: unknown key; allowed keys here: {', '.join(parent.model_fields)}"
+                f"{did_you_mean(loc[-1], parent.model_fields)}")
     if kind == "missing":
         return f"{path}: required, but missing"
     if kind == "literal_error":

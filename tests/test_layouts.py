@@ -144,7 +144,14 @@ def test_inline_competition_in_a_recipe_resolves_to_its_layout(tmp_path):
     ({"name": "x", "root": ".", "layout": "labels_csv", "train_csv": "a.csv"},
      r"train_csv: unknown key; allowed keys here: .*train_labels"),
     ({"name": "x", "root": ".", "layout": "labels_csv", "train_images": "train/"}, r"train_images: .*'\{id\}' once"),
-    ({"name": "x", "root": ".", "layout": "npz", "image_size": 32}, r"image_size: unknown key"),
+    # array layouts keep their arrays as stored: the decode settings of image files are refused, saying why
+    ({"name": "x", "root": ".", "layout": "npz", "image_size": 32},
+     r"image_size: a npz competition's images are used at the size they are stored at; only labels_csv and "
+     r"class_folders decode image files and take image_size \(a recipe's image_size resizes"),
+    ({"name": "x", "root": ".", "layout": "pixel_csv", "channels": 3},
+     r"channels: a pixel_csv competition's images are used with the channels they are stored with; only"),
+    ({"name": "x", "root": ".", "layout": "pixel_csv", "id_colum": "ImageId"},
+     r"id_colum: unknown key; allowed keys here: .*, test \(did you mean 'id_column'\?\)$"),
     # a key of the user's that starts with a capital is named (only schema class names are left out)
     ({"name": "x", "root": ".", "layout": "npz", "Train": "a"}, r"recipes/r.yaml: competition\.Train: unknown key"),
 ])

@@ -45,6 +45,8 @@ LAYOUTS: dict[str, Layout] = {
 }
 
 SUBSET_SEED = 0
+# how image files are decoded, fields of the image-file layouts only; array layouts keep their arrays' own
+DECODE_KEYS = {"image_size": "at the size they are stored at", "channels": "with the channels they are stored with"}
 
 
 def resolve_competition(entry, source: str = "recipe") -> CompetitionSpec:
@@ -75,6 +77,13 @@ def _validate(data, source: str, prefix: str = "") -> CompetitionSpec:
         raise RecipeError(f"{source}: {prefix}layout: {layout!r} is not one of {', '.join(LAYOUTS)}"
                           f"{did_you_mean(layout, LAYOUTS)}")
     spec_class = LAYOUTS[layout].spec
+    for key, kept in DECODE_KEYS.items():
+        if key in data and key not in spec_class.model_fields:
+            takers = [name for name, known in LAYOUTS.items() if key in known.spec.model_fields]
+            raise RecipeError(f"{source}: {prefix}{key}: a {layout} competition's images are used {kept}; only "
+                              f"{' and '.join(takers)} decode image files and take {key}"
+                              + (" (a recipe's image_size resizes any competition's images for the network)"
+                                 if key == "image_size" else ""))
     try:
         return spec_class.model_validate(data)
     except ValidationError as exc:
