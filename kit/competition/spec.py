@@ -13,7 +13,7 @@ Kaggle's conventions as defaults, so that a competition file is usually three li
     pixel_csv      train.csv / test.csv with label + pixel0..pixelN (Digit Recognizer, Fashion-MNIST)
     labels_csv     trainLabels.csv (id, label) + train/{id}.png|jpg, test/{id}.png|jpg (CIFAR-10)
     class_folders  train/<class>/*.jpg, test/*.jpg flat (Tiny ImageNet, most course datasets)
-    npz            train.npz / test.npz holding images, labels and (optionally) ids
+    npz            train.npz / test.npz holding images, labels and (optionally) ids, or one archive of both
 
 Image patterns such as `train/{id}` name a folder and a file name with `{id}` in it; without an
 extension any image file whose stem is the id matches (or a file named exactly the id, when the
