@@ -196,12 +196,12 @@ def prepare(
     """Read a competition, decode its images once into the cache, and show what it holds.
 
     Later runs (kit train, other recipes) memory-map the cache instead of decoding again; a changed
-    or added image file makes the next run decode anew. Given a recipe, the images are decoded at
-    its image_size.
+    or added image file makes the next run decode anew. Given a recipe, image files of mixed sizes
+    are decoded at its image_size, as kit train would.
 
     Example: [bold]kit prepare recipes/cifar10/competition.yaml[/bold]
     """
-    from .competition.prepare import prepare_competition
+    from .prepare import prepare_competition
     from .console import RichReporter
 
     result = prepare_competition(source, RichReporter(), workers)

@@ -78,11 +78,22 @@ def stable_hash(obj) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def text_array(values) -> np.ndarray:
+    """Values as a str array exactly as wide as its longest value: the one form ids and labels take.
+
+    NumPy keeps the width an array was made with: row numbers made in memory are '<U21' where the
+    same ids read back from a CSV are '<U2'. Equal ids must be equal arrays, byte for byte, so that
+    their hashes agree whichever way they were made."""
+    text = np.asarray(values, dtype=str)
+    width = int(np.char.str_len(text).max()) if text.size else 0
+    return text.astype(f"U{max(width, 1)}")
+
+
 def array_hash(*arrays) -> str:
-    """A short content hash of arrays (dtype, shape and bytes)."""
+    """A short content hash of arrays (dtype, shape and bytes); str arrays by their text, whatever their width."""
     h = hashlib.sha256()
     for a in arrays:
-        a = np.ascontiguousarray(a)
+        a = np.ascontiguousarray(text_array(a) if np.asarray(a).dtype.kind == "U" else a)
         if a.dtype == object:
             h.update(json.dumps(a.tolist(), default=str).encode())
         else:

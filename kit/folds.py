@@ -62,7 +62,7 @@ def load_or_make_folds(competition_dir: Path, ids: np.ndarray, labels: np.ndarra
 
     `labels` are class indices into `classes`; the file keeps the label text."""
     path = folds_path(competition_dir, n_folds, seed)
-    label_text = np.asarray(classes, dtype=str)[labels]
+    ids, label_text = fileio.text_array(ids), fileio.text_array(np.asarray(classes, dtype=str)[labels])
     if path.exists():
         folds = read_folds(path)
         if (len(folds.ids) != len(ids) or not np.array_equal(folds.ids, ids)
@@ -73,7 +73,7 @@ def load_or_make_folds(competition_dir: Path, ids: np.ndarray, labels: np.ndarra
         return folds
     fold = make_folds(labels, n_folds, seed)
     fileio.write_csv(path, pd.DataFrame({"id": ids, "label": label_text, "fold": fold}))
-    return Folds(ids=np.asarray(ids, dtype=str), labels=label_text, fold=fold, path=path)
+    return Folds(ids=ids, labels=label_text, fold=fold, path=path)
 
 
 def read_folds(path: Path) -> Folds:
@@ -83,8 +83,7 @@ def read_folds(path: Path) -> Folds:
     try:
         frame = pd.read_csv(path, dtype={"id": str, "label": str}, keep_default_na=False)
         fold = frame["fold"].to_numpy(dtype=np.int64)
-        ids = frame["id"].to_numpy(dtype=str)
-        labels = frame["label"].to_numpy(dtype=str)
+        ids, labels = fileio.text_array(frame["id"]), fileio.text_array(frame["label"])
     except Exception as exc:  # any damage to the file reads as the same problem
         raise StoreError(f"{path}: damaged folds file ({type(exc).__name__}: {exc}); delete it and retrain") from None
     if len(fold) == 0 or fold.min() < 0:

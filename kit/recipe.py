@@ -37,13 +37,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, PrivateAttr, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from .competition import CompetitionSpec, resolve_competition
-from .errors import RecipeError, reason
+from .errors import RecipeError
 from .fileio import stable_hash
-from .schema import Strict, format_validation_error
+from .schema import Strict, format_validation_error, read_yaml
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "adamax", "rmsprop")
 SCHEDULERS = ("constant", "cosine", "onecycle", "step", "plateau")
@@ -187,8 +186,8 @@ class Recipe(Strict):
     # into its layout's spec; SerializeAsAny dumps that layout's own fields into the hash and recipe.yaml)
     competition: str | dict[str, Any] | SerializeAsAny[CompetitionSpec]
     model: ModelConfig
-    # the side the images are resized to (image files are decoded at it, once, into the cache); None keeps
-    # the competition's own size
+    # the side the network sees: every batch is resized to it from the size the competition keeps its images at
+    # (image files of mixed sizes are also decoded at it); None: that size (a pretrained timm model: its own)
     image_size: int | None = Field(None, gt=0)
     cv: CVConfig = Field(default_factory=CVConfig)
     train: TrainConfig
@@ -244,11 +243,7 @@ def load_recipe(path: str | Path) -> Recipe:
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"{path}: no such recipe file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise RecipeError(f"{path}: not valid YAML ({reason(exc, limit=None)})") from None
-    return recipe_from_dict(data, source=str(path), default_name=path.stem)
+    return recipe_from_dict(read_yaml(path), source=str(path), default_name=path.stem)
 
 
 def recipe_from_dict(data: Any, source: str = "recipe", default_name: str = "") -> Recipe:

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .errors import RecipeError, did_you_mean, reason
+
+
+def read_yaml(path: Path) -> Any:
+    """A recipe's or competition's YAML file, read as UTF-8; bad YAML or bad bytes are one RecipeError line."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"{path}: not valid YAML ({reason(exc, limit=None)})") from None
 
 
 class Strict(BaseModel):
@@ -44,8 +56,10 @@ def _describe(model: type[BaseModel], error: dict) -> str:
     given = error.get("input")
     if kind == "extra_forbidden":
         parent = _field_model(model, loc[:-1])
-        allowed = ", ".join(parent.model_fields) if parent else "see the docs"
-        return f"{path}: unknown key; allowed keys here: {allowed}"
+        if parent is None:
+            return f"{path}: unknown key; allowed keys here: see the docs"
+        return (f"{path}: unknown key; allowed keys here: {', '.join(parent.model_fields)}"
+                f"{did_you_mean(loc[-1], parent.model_fields)}")
     if kind == "missing":
         return f"{path}: required, but missing"
     if kind == "literal_error":

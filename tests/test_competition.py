@@ -1,11 +1,16 @@
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
+from typer.testing import CliRunner
 
+from kit.cli import app
 from kit.competition import load_competition
 from kit.competition.digits import digits_spec
 from kit.competition.spec import PixelCsvSpec
 from kit.errors import DataError
+
+from .conftest import write_recipe
 
 
 def test_digits_is_written_in_kaggle_layout(digits_root):
@@ -75,3 +80,35 @@ def test_missing_file_is_named(tmp_path):
     (tmp_path / "test.csv").unlink()
     with pytest.raises(DataError, match=r"test.csv: no such file \(the competition's 'test' file\)"):
         load_competition(spec)
+
+
+def _digit_recognizer(root, n=24, n_test=4, side=28):
+    """Kaggle's Digit Recognizer as shipped: train.csv label,pixel0..pixel783 and test.csv pixels only (no id
+    column in either: kit numbers the rows), sample_submission.csv ImageId,Label."""
+    rng = np.random.default_rng(0)
+    columns = [f"pixel{i}" for i in range(side * side)]
+    root.mkdir()
+    train = pd.DataFrame(rng.integers(0, 256, (n, side * side)), columns=columns)
+    train.insert(0, "label", np.arange(n) % 3)
+    train.to_csv(root / "train.csv", index=False)
+    pd.DataFrame(rng.integers(0, 256, (n_test, side * side)), columns=columns).to_csv(root / "test.csv", index=False)
+    pd.DataFrame({"ImageId": range(1, n_test + 1), "Label": 0}).to_csv(root / "sample_submission.csv", index=False)
+
+
+def test_numbered_train_ids_survive_training_two_recipes_rerunning_and_blending(workdir):
+    """Ids kit numbers itself (no id column) hash as their CSV copy in the folds file does: the second
+    recipe of one `kit train` call, a rerun and a blend all accept the folds the first recipe made."""
+    _digit_recognizer(workdir / "dr")
+    (workdir / "comp.yaml").write_text(yaml.safe_dump({"name": "dr", "layout": "pixel_csv", "root": "dr"}))
+    recipes = [write_recipe(workdir, name, competition="comp.yaml", train__batch_size=8) for name in ("a", "b")]
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", *map(str, recipes)])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("2 folds trained, 0 skipped") == 2
+    result = runner.invoke(app, ["train", *map(str, recipes)])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("0 folds trained, 2 skipped") == 2
+    result = runner.invoke(app, ["blend", "--out", "sub.csv"])
+    assert result.exit_code == 0, result.output
+    sub = pd.read_csv(workdir / "sub.csv", dtype=str)
+    assert list(sub.columns) == ["ImageId", "Label"] and list(sub["ImageId"]) == ["1", "2", "3", "4"]

@@ -1,6 +1,9 @@
 """Every layout read from a tiny competition in a temporary folder: ids, labels, channels and sizes
 come through; bad inputs are one-line errors naming the file and the row or id."""
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -141,7 +144,14 @@ def test_inline_competition_in_a_recipe_resolves_to_its_layout(tmp_path):
     ({"name": "x", "root": ".", "layout": "labels_csv", "train_csv": "a.csv"},
      r"train_csv: unknown key; allowed keys here: .*train_labels"),
     ({"name": "x", "root": ".", "layout": "labels_csv", "train_images": "train/"}, r"train_images: .*'\{id\}' once"),
-    ({"name": "x", "root": ".", "layout": "npz", "image_size": 32}, r"image_size: unknown key"),
+    # array layouts keep their arrays as stored: the decode settings of image files are refused, saying why
+    ({"name": "x", "root": ".", "layout": "npz", "image_size": 32},
+     r"image_size: a npz competition's images are used at the size they are stored at; only labels_csv and "
+     r"class_folders decode image files and take image_size \(a recipe's image_size resizes"),
+    ({"name": "x", "root": ".", "layout": "pixel_csv", "channels": 3},
+     r"channels: a pixel_csv competition's images are used with the channels they are stored with; only"),
+    ({"name": "x", "root": ".", "layout": "pixel_csv", "id_colum": "ImageId"},
+     r"id_colum: unknown key; allowed keys here: .*, test \(did you mean 'id_column'\?\)$"),
     # a key of the user's that starts with a capital is named (only schema class names are left out)
     ({"name": "x", "root": ".", "layout": "npz", "Train": "a"}, r"recipes/r.yaml: competition\.Train: unknown key"),
 ])
@@ -285,3 +295,39 @@ def test_train_and_blend_on_an_image_folder_competition(tmp_path, monkeypatch):
     sub = pd.read_csv(tmp_path / "sub.csv", dtype=str)
     assert list(sub["id"]) == list(pd.read_csv(tmp_path / "comp" / "sampleSubmission.csv", dtype=str)["id"])
     assert set(sub["label"]) <= {"cat", "dog", "fox"}
+
+
+def test_prepare_names_a_competition_file_that_is_not_utf8(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    competitions.labels_csv(tmp_path / "comp")
+    Path("comp.yaml").write_bytes("# the café's images\nname: tiny\nlayout: labels_csv\nroot: comp\n".encode("latin-1"))
+    result = CliRunner().invoke(app, ["prepare", "comp.yaml"])
+    assert result.exit_code == 2 and not isinstance(result.exception, UnicodeDecodeError), result.output
+    assert result.output.strip() == ("error: comp.yaml: not valid YAML ('utf-8' codec can't decode byte 0xe9 in "
+                                     "position 9: invalid continuation byte)")
+
+
+def test_one_archive_holds_both_splits_under_their_own_keys(tmp_path, monkeypatch):
+    """Keras-era datasets ship x_train, y_train, x_test in one .npz: each split names its own arrays."""
+    monkeypatch.chdir(tmp_path)
+    train, test = competitions.images(6, channels=1, seed=7), competitions.images(3, channels=1, seed=8)
+    Path("data").mkdir()
+    np.savez("data/mnist.npz", x_train=train[..., 0], y_train=np.array([3, 5] * 3), x_test=test[..., 0])
+    competition = {"name": "mnist", "layout": "npz", "root": "data", "train": "mnist.npz", "test": "mnist.npz",
+                   "train_images_key": "x_train", "labels_key": "y_train", "test_images_key": "x_test",
+                   "sample_submission": None}
+    Path("comp.yaml").write_text(yaml.safe_dump(competition))
+    result = CliRunner().invoke(app, ["prepare", "comp.yaml"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"train\W+6\W+2\W+8x8\W+1\W", result.output), result.output  # images, classes, size, channels
+    assert re.search(r"test\W+3\W+8x8\W+1\W", result.output), result.output
+    data = load_competition(resolve_competition("comp.yaml"))
+    np.testing.assert_array_equal(data.train_images, train)
+    np.testing.assert_array_equal(data.test_images, test)
+    assert list(data.test_ids) == ["0", "1", "2"] and data.classes == ["3", "5"]
+    # an ids key the user names must be there (unset, the ids are the row numbers)
+    Path("comp.yaml").write_text(yaml.safe_dump({**competition, "test_ids_key": "id_test"}))
+    result = CliRunner().invoke(app, ["prepare", "comp.yaml"])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == ("error: data/mnist.npz: no array 'id_test' (set by test_ids_key); arrays are: "
+                                     "x_train, y_train, x_test")

@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 import numpy as np
-import yaml
 from pydantic import ValidationError
 
-from ..errors import DataError, RecipeError, did_you_mean, first_line, reason
+from ..errors import DataError, RecipeError, did_you_mean, reason
 from ..fileio import array_hash, stable_hash
 from ..progress import SILENT, Reporter
-from ..schema import format_validation_error
+from ..schema import format_validation_error, read_yaml
 from .cache import cache_folder, load_or_decode
 from .class_folders import read_class_folders
 from .data import CompetitionData, Listing, sort_classes
@@ -46,6 +45,8 @@ LAYOUTS: dict[str, Layout] = {
 }
 
 SUBSET_SEED = 0
+# how image files are decoded, fields of the image-file layouts only; array layouts keep their arrays' own
+DECODE_KEYS = {"image_size": "at the size they are stored at", "channels": "with the channels they are stored with"}
 
 
 def resolve_competition(entry, source: str = "recipe") -> CompetitionSpec:
@@ -61,11 +62,7 @@ def resolve_competition(entry, source: str = "recipe") -> CompetitionSpec:
                               f"({', '.join(BUILTIN)}){did_you_mean(entry, BUILTIN)} nor a .yaml competition file")
         if not path.is_file():
             raise RecipeError(f"{source}: competition: no such file '{entry}'")
-        try:
-            entry_data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise RecipeError(f"{path}: not valid YAML ({first_line(exc)})") from None
-        return _validate(entry_data, str(path))
+        return _validate(read_yaml(path), str(path))
     return _validate(entry, source, prefix="competition.")
 
 
@@ -80,6 +77,13 @@ def _validate(data, source: str, prefix: str = "") -> CompetitionSpec:
         raise RecipeError(f"{source}: {prefix}layout: {layout!r} is not one of {', '.join(LAYOUTS)}"
                           f"{did_you_mean(layout, LAYOUTS)}")
     spec_class = LAYOUTS[layout].spec
+    for key, kept in DECODE_KEYS.items():
+        if key in data and key not in spec_class.model_fields:
+            takers = [name for name, known in LAYOUTS.items() if key in known.spec.model_fields]
+            raise RecipeError(f"{source}: {prefix}{key}: a {layout} competition's images are used {kept}; only "
+                              f"{' and '.join(takers)} decode image files and take {key}"
+                              + (" (a recipe's image_size resizes any competition's images for the network)"
+                                 if key == "image_size" else ""))
     try:
         return spec_class.model_validate(data)
     except ValidationError as exc:

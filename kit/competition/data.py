@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fileio import array_hash
+from ..errors import DataError
+from ..fileio import array_hash, text_array
 from .sample import Sample, check_sample_submission, read_sample
 
 
@@ -35,11 +36,19 @@ class Listing:
     # the competition's sample submission, read once (image-file layouts read their test ids from it)
     sample: Sample | None = None
 
+    def __post_init__(self):
+        # one form however the reader made them (numbered rows, CSV text, archive arrays): see text_array
+        self.train_ids, self.train_labels, self.test_ids = map(text_array, (self.train_ids, self.train_labels,
+                                                                            self.test_ids))
+
 
 def array_listing(spec, read_split) -> Listing:
     """The Listing of an array layout, from its reader of one split: (ids, images, labels or None)."""
     train_ids, train_images, train_labels = read_split(spec, "train", with_labels=True)
     test_ids, test_images, _ = read_split(spec, "test", with_labels=False)
+    if train_images.shape == test_images.shape and np.array_equal(train_images, test_images):
+        raise DataError(f"{spec.path(spec.test)}: the test images are the training images ({spec.path(spec.train)}, "
+                        f"row for row); the test set must be the images to predict, not those trained on")
     sample = read_sample(spec)
     if sample is not None:
         # the test ids come from the test file; the sample submission must list the same

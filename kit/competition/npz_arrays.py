@@ -1,5 +1,6 @@
 """Layout `npz`: NumPy archives train.npz (images, labels, optional ids) and test.npz (images,
-optional ids), as competitors save what they have already decoded.
+optional ids), as competitors save what they have already decoded; or one archive holding both
+splits under their own names (x_train, y_train, x_test), as Keras-era datasets ship.
 
 Images may be N x H x W (grayscale), N x H x W x C or N x C x H x W with C of 1 or 3; uint8 as is,
 other integers from 0 to 255, floats from 0 to 1 (scaled by 255) or from 0 to 255. Labels may be
@@ -19,39 +20,50 @@ from .tables import first_duplicate
 
 
 def read_npz(spec: NpzSpec) -> Listing:
+    (train_key, train_field), (test_key, test_field) = spec.key("train", "images"), spec.key("test", "images")
+    if spec.path(spec.train).resolve() == spec.path(spec.test).resolve() and train_key == test_key:
+        field = "test_images_key" if test_field == "images_key" else test_field
+        raise DataError(f"{spec.path(spec.test)}: the test images are the training images (both splits read "
+                        f"'{test_key}', set by {test_field}); name the test split's array with {field}")
     return array_listing(spec, read_npz_split)
 
 
-def read_npz_split(spec: NpzSpec, field: str, with_labels: bool):
-    """ids (str), images (uint8 N x H x W x C), labels (str, or None) of one archive."""
-    path = spec.path(getattr(spec, field))
+def read_npz_split(spec: NpzSpec, split: str, with_labels: bool):
+    """ids (str), images (uint8 N x H x W x C), labels (str, or None) of one split's archive."""
+    path = spec.path(getattr(spec, split))
     if not path.is_file():
-        raise DataError(f"{path}: no such file (the competition's '{field}' file)")
+        raise DataError(f"{path}: no such file (the competition's '{split}' file)")
+    images_key, images_field = spec.key(split, "images")
+    ids_key, ids_field = spec.key(split, "ids")
     try:
+        # only the arrays this split names: one archive may hold both splits
         with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
+            names = archive.files
+            images = _images(path, archive[_name(names, path, images_key, images_field)])
+            n = len(images)
+            ids = None
+            if ids_key in names or ids_field in spec.model_fields_set:  # a key the user set must be there
+                ids = _vector(path, archive[_name(names, path, ids_key, ids_field)], ids_key, n)
+            labels = None
+            if with_labels:
+                labels = _vector(path, archive[_name(names, path, spec.labels_key, "labels_key")], spec.labels_key, n)
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path}: not a readable .npz archive ({reason(exc)})") from None
-    images = _images(path, _array(arrays, path, spec.images_key, "images_key"))
-    n = len(images)
-    ids = np.arange(n).astype(str)
-    if spec.ids_key in arrays:
-        ids = _vector(path, arrays[spec.ids_key], spec.ids_key, n).astype(str)
+    if ids is None:
+        ids = np.arange(n).astype(str)
+    else:
+        ids = ids.astype(str)
         duplicate = first_duplicate(ids)
         if duplicate is not None:
             dup, rows = duplicate
-            raise DataError(f"{path}: duplicate id '{dup}' in '{spec.ids_key}' (rows {', '.join(map(str, rows))})")
-    labels = None
-    if with_labels:
-        labels = _labels(path, _vector(path, _array(arrays, path, spec.labels_key, "labels_key"), spec.labels_key, n),
-                         spec.labels_key)
-    return ids, images, labels
+            raise DataError(f"{path}: duplicate id '{dup}' in '{ids_key}' (rows {', '.join(map(str, rows))})")
+    return ids, images, None if labels is None else _labels(path, labels, spec.labels_key)
 
 
-def _array(arrays: dict, path: Path, key: str, field: str) -> np.ndarray:
-    if key not in arrays:
-        raise DataError(f"{path}: no array '{key}' (set by {field}); arrays are: {', '.join(arrays) or 'none'}")
-    return arrays[key]
+def _name(names: list[str], path: Path, key: str, field: str) -> str:
+    if key not in names:
+        raise DataError(f"{path}: no array '{key}' (set by {field}); arrays are: {', '.join(names) or 'none'}")
+    return key
 
 
 def _vector(path: Path, values: np.ndarray, key: str, n: int) -> np.ndarray:

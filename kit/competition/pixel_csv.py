@@ -4,14 +4,19 @@ Fashion-MNIST). Grayscale, square, the side inferred from the number of pixel co
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError
+from ..errors import DataError, did_you_mean
 from .data import Listing, array_listing
 from .spec import PixelCsvSpec
 from .tables import check_unique_ids, read_csv, require_column
+
+
+# Kaggle's pixel columns: pixel0..pixel783 (Digit Recognizer), pixel1..pixel784 (Fashion-MNIST)
+PIXEL_NAME = re.compile(r"\D*\d+")
 
 
 def read_pixel_listing(spec: PixelCsvSpec) -> Listing:
@@ -33,11 +38,7 @@ def read_pixel_csv(spec: PixelCsvSpec, field: str, with_labels: bool):
         # Digit Recognizer's files have no id column: its submissions number the rows from 1
         ids = np.arange(1, len(frame) + 1).astype(str)
     check_unique_ids(ids, path)
-    pixel_columns = [c for c in frame.columns if c not in (spec.id_column, spec.label_column)]
-    side = math.isqrt(len(pixel_columns))
-    if not pixel_columns or side * side != len(pixel_columns):
-        raise DataError(f"{path}: {len(pixel_columns)} pixel columns is not a square image "
-                        f"(expected side*side columns besides '{spec.id_column}' and '{spec.label_column}')")
+    pixel_columns, side = _pixel_columns(frame, path, spec)
     pixels = frame[pixel_columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
     bad = ~np.isfinite(pixels) | (pixels < 0) | (pixels > 255)
     if bad.any():
@@ -53,3 +54,23 @@ def read_pixel_csv(spec: PixelCsvSpec, field: str, with_labels: bool):
             raise DataError(f"{path}: line {int(np.flatnonzero(missing)[0]) + 2}: empty '{spec.label_column}'")
         labels = labels.astype(str)
     return ids, images, labels
+
+
+def _pixel_columns(frame: pd.DataFrame, path, spec: PixelCsvSpec) -> tuple[list[str], int]:
+    """Every column besides the id and label columns, and the side of the square they make."""
+    columns = [c for c in frame.columns if c not in (spec.id_column, spec.label_column)]
+    side = math.isqrt(len(columns))
+    if columns and side * side == len(columns):
+        return columns, side
+    # the count is off: name the columns that are not pixels (pixel0, pixel1, ...) rather than the count
+    others = [c for c in columns if not PIXEL_NAME.fullmatch(c)]
+    shown = ", ".join(f"'{c}'" for c in others[:5]) + (", ..." if len(others) > 5 else "")
+    if others and spec.id_column not in frame.columns:
+        raise DataError(f"{path}: no column '{spec.id_column}' (set by id_column){did_you_mean(spec.id_column, others)}; "
+                        f"the columns that are not pixels are: {shown}")
+    if others:
+        raise DataError(f"{path}: {shown} {'is no pixel column' if len(others) == 1 else 'are no pixel columns'} "
+                        f"(pixel0, pixel1, ...) nor the id_column '{spec.id_column}' or the label_column "
+                        f"'{spec.label_column}'; set id_column to the id column, or remove the others")
+    raise DataError(f"{path}: {len(columns)} pixel columns is not a square image "
+                    f"(expected side*side columns besides '{spec.id_column}' and '{spec.label_column}')")

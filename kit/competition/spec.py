@@ -13,7 +13,7 @@ Kaggle's conventions as defaults, so that a competition file is usually three li
     pixel_csv      train.csv / test.csv with label + pixel0..pixelN (Digit Recognizer, Fashion-MNIST)
     labels_csv     trainLabels.csv (id, label) + train/{id}.png|jpg, test/{id}.png|jpg (CIFAR-10)
     class_folders  train/<class>/*.jpg, test/*.jpg flat (Tiny ImageNet, most course datasets)
-    npz            train.npz / test.npz holding images, labels and (optionally) ids
+    npz            train.npz / test.npz holding images, labels and (optionally) ids, or one archive of both
 
 Image patterns such as `train/{id}` name a folder and a file name with `{id}` in it; without an
 extension any image file whose stem is the id matches (or a file named exactly the id, when the
@@ -25,7 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_serializer
 
 from ..schema import Strict
 
@@ -98,12 +98,42 @@ class ClassFoldersSpec(ImageFilesSpec):
 
 
 class NpzSpec(CompetitionSpec):
-    """NumPy archives: uint8 images N x H x W (x C), labels (numbers or text) and optional ids."""
+    """NumPy archives: uint8 images N x H x W (x C), labels (numbers or text) and optional ids.
+
+    Both splits may come from one archive under their own names, as Keras-era datasets ship them:
+
+        train: mnist.npz
+        test: mnist.npz
+        train_images_key: x_train
+        labels_key: y_train
+        test_images_key: x_test
+    """
 
     layout: Literal["npz"] = "npz"
     train: str = "train.npz"
     test: str = "test.npz"
+    # the array names in both splits; train_images_key, test_images_key (and the ids') name one split's own
     images_key: str = "images"
+    train_images_key: str | None = None
+    test_images_key: str | None = None
     labels_key: str = "labels"
-    # without it the ids are the row numbers (0, 1, ...)
+    # without ids the ids are the row numbers (0, 1, ...); a key set here that names no array is an error
     ids_key: str = "ids"
+    train_ids_key: str | None = None
+    test_ids_key: str | None = None
+
+    def key(self, split: str, array: str) -> tuple[str, str]:
+        """The name of `split`'s ('train', 'test') `array` ('images', 'ids'), and the field that set it."""
+        field = f"{split}_{array}_key"
+        if getattr(self, field) is not None:
+            return getattr(self, field), field
+        return getattr(self, f"{array}_key"), f"{array}_key"
+
+    @model_serializer(mode="wrap")
+    def _split_keys_only_when_set(self, handler):
+        # the per-split keys came after npz models were first stored: unset, they stay out of the
+        # recipe's hash (and recipe.yaml), so those models keep theirs
+        return {k: v for k, v in handler(self).items() if not (k in SPLIT_KEYS and v is None)}
+
+
+SPLIT_KEYS = ("train_images_key", "test_images_key", "train_ids_key", "test_ids_key")

@@ -6,12 +6,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from ..progress import SILENT, Reporter
-from . import load_competition, resolve_competition
-from .data import CompetitionData
-from .spec import CompetitionSpec
+from .competition import CompetitionData, CompetitionSpec, load_competition, resolve_competition
+from .errors import RecipeError
+from .progress import SILENT, Reporter
+from .recipe import load_recipe
+from .schema import read_yaml
 
 
 @dataclass
@@ -34,11 +33,10 @@ class Prepared:
 
 
 def prepare_competition(source: str, reporter: Reporter = SILENT, workers: int | None = None) -> Prepared:
-    """`source`: a recipe (its competition, at its image_size), a competition YAML file, or a built-in name."""
+    """`source`: a recipe (its competition, image files of mixed sizes at its image_size), a competition YAML
+    file, or a built-in name."""
     image_size = None
     if _is_recipe(source):
-        from ..recipe import load_recipe  # the recipe module imports this package: import it late
-
         recipe = load_recipe(source)
         spec, image_size = recipe.competition_spec, recipe.image_size
     else:
@@ -53,7 +51,7 @@ def _is_recipe(source: str) -> bool:
     if path.suffix not in (".yaml", ".yml") or not path.is_file():
         return False
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError):
+        data = read_yaml(path)
+    except RecipeError:
         return False  # resolve_competition names the problem
     return isinstance(data, dict) and "layout" not in data and "competition" in data
