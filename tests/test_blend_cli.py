@@ -1,6 +1,10 @@
 """`kit blend` as a user types it, on a synthetic store: member choice, parameters, bad input."""
 
 import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -64,3 +68,16 @@ def test_bad_blend_options_are_one_red_line_and_write_nothing(store, args, fragm
     assert fragment in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1, result.output
     assert _tree(store) == before and not (store.parent / "submissions").exists()
+
+
+def test_kit_blend_reads_the_store_without_importing_torch(store):
+    """`kit blend` reads only probabilities: the whole command, run in a fresh interpreter, leaves torch unimported."""
+    code = ("import sys; from kit.cli import app\n"
+            "try:\n    app(['blend', '--store', sys.argv[1], '--method', 'soft,caruana'])\n"
+            "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
+            "print('torch imported:', 'torch' in sys.modules)")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-c", code, str(store)], capture_output=True, text=True, env=env,
+                          cwd=store.parent)
+    assert done.returncode == 0, done.stderr
+    assert "submission:" in done.stdout and done.stdout.strip().endswith("torch imported: False"), done.stdout
