@@ -27,6 +27,9 @@ app = typer.Typer(
 )
 
 StoreOption = Annotated[Path, typer.Option("--store", envvar="KIT_STORE", help="The prediction store folder.")]
+# kit/blend/registry.py's names in registration order, written out so that `kit --help` need not import
+# the blenders (scikit-learn, LightGBM); tests/test_blend_cli.py checks it against the registry and the README
+BLENDERS = "soft, hard, weighted, geomean, rank, optimized, caruana, logreg, lgbm"
 CompetitionOption = Annotated[Optional[str], typer.Option(
     "--competition", "-c", help="Competition in the store (needed only when it holds several).")]
 
@@ -93,8 +96,8 @@ def blend(
     models: Annotated[Optional[list[str]], typer.Option(
         "--models", "-m", help="Members by name or glob (repeatable); default: every finished model.")] = None,
     method: Annotated[Optional[str], typer.Option(
-        help="Blender: soft, hard, weighted, geomean, rank, optimized, caruana, logreg, lgbm; several "
-             "comma-separated, or all (the best by --metric is written). Default: soft, or weighted with --weights.",
+        help=f"Blender: {BLENDERS}; several comma-separated, or all (the best by --metric is written). "
+             "Default: soft, or weighted with --weights.",
         show_default=False)] = None,
     metric: Annotated[str, typer.Option(
         help="accuracy, log_loss or macro_f1: what ranks members (--min-cv, --top), what Caruana's selection "

@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,10 +10,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from kit.cli import app
+from kit.blend import list_blenders
+from kit.cli import BLENDERS, app
 from tests.blend_fixtures import store_of_accuracies
 
 runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -76,8 +79,24 @@ def test_kit_blend_reads_the_store_without_importing_torch(store):
             "try:\n    app(['blend', '--store', sys.argv[1], '--method', 'soft,caruana'])\n"
             "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
             "print('torch imported:', 'torch' in sys.modules)")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", code, str(store)], capture_output=True, text=True, env=env,
                           cwd=store.parent)
     assert done.returncode == 0, done.stderr
     assert "submission:" in done.stdout and done.stdout.strip().endswith("torch imported: False"), done.stdout
+
+
+def _names(listing: str) -> list[str]:
+    """'soft, optimized (log-loss weights), `lgbm`' -> ['soft', 'optimized', 'lgbm']."""
+    return [re.sub(r"\(.*?\)", "", name).strip(" `") for name in listing.split(",")]
+
+
+def test_every_registered_blender_is_listed_in_the_help_the_readme_and_the_docs():
+    registered = list_blenders()
+    assert _names(BLENDERS) == registered
+    help_text = " ".join(runner.invoke(app, ["blend", "--help"]).output.replace("│", " ").split())
+    assert _names(re.search(r"Blender: (.*?);", help_text).group(1)) == registered
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert _names(re.search(r"`--method` (.*?), or `all`", readme).group(1)) == registered
+    table = re.findall(r"^\| `(\w+)` \|", (ROOT / "docs" / "blending.md").read_text(), flags=re.M)
+    assert table == registered
