@@ -144,8 +144,6 @@ def _print_blend(result) -> None:
 
     for name, why in result.dropped.items():
         console.print(f"[dim]dropped {name}: {why}[/dim]")
-    for name, why in result.skipped.items():
-        console.print(f"[dim]not fitted: blend:{name} {why}[/dim]")
     columns, rows, highlight = score_table(result.report)
     console.print(make_table(f"{result.competition}: out-of-fold scores of {len(result.members)} members and the "
                              "blends (nested CV where the blender learns)", columns, rows, highlight))

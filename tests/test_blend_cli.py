@@ -59,7 +59,8 @@ def _tree(folder):
     (["--min-cv", "0.99"], "--min-cv 0.99: keeps no member; the best accuracy is"),
     (["--top", "0"], "--top: expected a positive number"),
     (["--pick", "lgbm"], "--pick: 'lgbm' is not among the blenders asked for (soft)"),
-    (["--method", "all", "--pick", "weighted"], "--pick: blend:weighted was not fitted: it needs weights"),
+    (["--method", "all", "--pick", "weighted"], "--pick: blend:weighted needs weights (e.g. --weights 0.7,0.3); "
+                                                "--method all leaves it out without them"),
     (["--method", ","], "--method: expected a blender's name"),
     (["--metric", "auc"], "--metric: 'auc' is not one of accuracy, log_loss, macro_f1"),
     (["--method", "caruana", "-p", "caruana.metric=f1"], "caruana.metric: 'f1' is not one of"),
@@ -100,3 +101,12 @@ def test_every_registered_blender_is_listed_in_the_help_the_readme_and_the_docs(
     assert _names(re.search(r"`--method` (.*?), or `all`", readme).group(1)) == registered
     table = re.findall(r"^\| `(\w+)` \|", (ROOT / "docs" / "blending.md").read_text(), flags=re.M)
     assert table == registered
+
+
+def test_method_all_leaves_out_the_weighted_vote_without_weights(store):
+    result = invoke(store, "--method", "all", "-p", "lgbm.n_estimators=5", "-p", "caruana.iterations=5")
+    assert result.exit_code == 0, result.output
+    assert "blend:caruana" in result.output and "blend:lgbm" in result.output
+    assert "blend:weighted" not in result.output and "needs weights" not in result.output
+    with_weights = invoke(store, "--method", "all", "--weights", "1,1,1,1", "-p", "lgbm.n_estimators=5")
+    assert with_weights.exit_code == 0 and "blend:weighted" in with_weights.output, with_weights.output
