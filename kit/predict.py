@@ -19,7 +19,7 @@ from .competition import decode_image
 from .competition.files import IMAGE_EXTENSIONS
 from .errors import DataError, StoreError
 from .progress import SILENT, Reporter
-from .store import Store, read_json
+from .store import Store, read_json, why_unfinished
 from .tta import TTA
 
 # a competition's image files, and the netpbm formats Pillow also reads (quick test images are often saved so)
@@ -97,9 +97,9 @@ def predict_images(model_dir: Path, images: list[Path], top: int = 5, device: st
     if info is None:
         raise StoreError(f"{model_dir / 'model.json'}: no 'predict' section (the model was trained by an older kit); "
                          f"retrain it with kit train --force to predict new images")
-    if manifest.get("status") != "complete":
-        raise StoreError(f"{model_dir}: model '{manifest['name']}' is not finished (status {manifest.get('status')!r}); "
-                         f"run kit train on its recipe again to finish it")
+    unfinished = why_unfinished(model_dir, manifest)
+    if unfinished:
+        raise StoreError(f"{model_dir}: model '{manifest['name']}' {unfinished}")
     weights = [model_dir / f"seed{s}" / f"fold{k}" / "weights.pt"
                for s in manifest["seeds"] for k in range(manifest["n_folds"])]
     for path in weights:

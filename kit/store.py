@@ -30,6 +30,10 @@ import numpy as np
 from . import fileio
 from .errors import StoreError, did_you_mean
 from .folds import Folds, read_folds
+from .lock import holder
+
+# the states model.json's "status" holds: kit/train/run.py writes "training" before the first fold, "complete" after the last
+STATUSES = ("training", "complete")
 
 
 @dataclass
@@ -60,6 +64,10 @@ class Store:
 
     def fold_dir(self, competition: str, model: str, seed: int, fold: int) -> Path:
         return self.model_dir(competition, model) / f"seed{seed}" / f"fold{fold}"
+
+    def lock_path(self, competition: str, model: str) -> Path:
+        """Held by the kit process training `model` (kit/lock.py)."""
+        return model_lock(self.model_dir(competition, model))
 
     def sample_submission(self, competition: str) -> Path:
         return self.competition_dir(competition) / "sample_submission.csv"
@@ -99,8 +107,7 @@ class Store:
         return read_json(path)
 
     def is_fold_done(self, competition: str, model: str, seed: int, fold: int) -> bool:
-        d = self.fold_dir(competition, model, seed, fold)
-        return all((d / f).is_file() for f in ("fold.json", "oof.npz", "test.npz"))
+        return is_fold_done(self.fold_dir(competition, model, seed, fold))
 
     def pick_competition(self, competition: str | None) -> str:
         """The competition asked for, or the only one the store holds."""
@@ -125,9 +132,9 @@ class Store:
         """A finished model's OOF (aligned to its folds' ids) and test probabilities, averaged over
         its seeds (all of them, or just `seeds`)."""
         manifest = self.manifest(competition, model)
-        if manifest.get("status") != "complete":
-            raise StoreError(f"{self.model_dir(competition, model)}: model '{model}' is not finished "
-                             f"(status {manifest.get('status')!r}); run kit train on its recipe again to finish it")
+        unfinished = why_unfinished(self.model_dir(competition, model), manifest)
+        if unfinished:
+            raise StoreError(f"{self.model_dir(competition, model)}: model '{model}' {unfinished}")
         return self.assemble(manifest, seeds=seeds)
 
     def assemble(self, manifest: dict, seeds: list[int] | None = None) -> Member:
@@ -159,6 +166,34 @@ class Store:
             oof_runs.append(oof)
         return Member(name=model, manifest=manifest, oof=np.mean(oof_runs, axis=0),
                       test=np.mean(test_runs, axis=0), test_ids=test_ids)
+
+
+def model_lock(model_dir: Path) -> Path:
+    model_dir = Path(model_dir)
+    return model_dir.parent.parent / "locks" / f"{model_dir.name}.lock"
+
+
+def is_fold_done(fold_dir: Path) -> bool:
+    return all((Path(fold_dir) / f).is_file() for f in ("fold.json", "oof.npz", "test.npz"))
+
+
+def why_unfinished(model_dir: Path, manifest: dict) -> str | None:
+    """None for a finished model; else what state it is in and what to do, per state: being trained
+    (a kit process holds its lock: kit train would be refused, so wait), stopped part-way (kit train
+    again finishes it), or a status kit never writes (retrain it)."""
+    status = manifest.get("status")
+    if status == "complete":
+        return None
+    if status not in STATUSES:
+        return (f"has status {status!r} in its model.json, which is not one of {', '.join(STATUSES)}; "
+                f"retrain it with kit train --force")
+    trainer = holder(model_lock(model_dir))
+    if trainer:
+        return f"is being trained now (by {trainer}); wait for that run to finish, then run this again"
+    runs = [(s, k) for s in manifest.get("seeds", []) for k in range(manifest.get("n_folds", 0))]
+    done = sum(is_fold_done(Path(model_dir) / f"seed{s}" / f"fold{k}") for s, k in runs)
+    return (f"is not finished: its training stopped after {done} of {len(runs)} (seed, fold) runs; "
+            f"run kit train on its recipe again to finish it")
 
 
 def read_json(path: Path) -> dict:

@@ -1,6 +1,7 @@
 """`kit blend` as a user types it, on a synthetic store: member choice, parameters, bad input."""
 
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -12,6 +13,8 @@ from typer.testing import CliRunner
 
 from kit.blend import list_blenders
 from kit.cli import BLENDERS, app
+from kit.lock import exclusive
+from kit.store import Store
 from tests.blend_fixtures import store_of_accuracies
 
 runner = CliRunner()
@@ -110,3 +113,28 @@ def test_method_all_leaves_out_the_weighted_vote_without_weights(store):
     assert "blend:weighted" not in result.output and "needs weights" not in result.output
     with_weights = invoke(store, "--method", "all", "--weights", "1,1,1,1", "-p", "lgbm.n_estimators=5")
     assert with_weights.exit_code == 0 and "blend:weighted" in with_weights.output, with_weights.output
+
+
+def _set_status(store, model, status):
+    path = store / "syn" / "models" / model / "model.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "status": status}))
+
+
+def test_unfinished_models_are_dropped_with_the_hint_their_state_needs(store):
+    _set_status(store, "weak", "training")
+    (store / "syn" / "models" / "weak" / "seed1" / "fold3" / "fold.json").unlink()  # stopped in its last run
+    _set_status(store, "fair", "training")
+    _set_status(store, "good", "queued")  # no kit writes it: a hand-edited or foreign model.json
+    with exclusive(Store(store).lock_path("syn", "fair"), "model 'fair'"):  # another kit process trains it
+        result = invoke(store, "--out", store.parent / "s.csv")
+        named = invoke(store, "-m", "fair", "-m", "best", "--out", store.parent / "t.csv")
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert ("dropped weak: is not finished: its training stopped after 7 of 8 (seed, fold) runs; "
+            "run kit train on its recipe again to finish it") in output
+    assert "dropped fair: is being trained now (by kit pid" in output and "wait for that run to finish" in output
+    assert "kit train" not in output.split("dropped fair:")[1].split("dropped")[0]  # a second kit train is refused
+    assert "dropped good: has status 'queued'" in output and "retrain it with kit train --force" in output
+    dropped = json.loads((store.parent / "s.report" / "report.json").read_text())["dropped"]
+    assert set(dropped) == {"weak", "fair", "good"} and "being trained now" in dropped["fair"]
+    assert named.exit_code == 2 and "model 'fair' is being trained now" in named.output, named.output

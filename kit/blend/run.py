@@ -54,7 +54,7 @@ class BlendResult:
     cv_seconds = _reads("cv_seconds", "scoring: the nested cross-validation, or one predict, per blender")
     learns = _reads("nested_cv", "which blenders were scored by nested CV")
     described = _reads("fitted", "the written blender's weights / selection, per member by name")
-    dropped = _reads("dropped", "member -> why --min-cv / --top dropped it")
+    dropped = _reads("dropped", "member -> why it was left out: unfinished, or by --min-cv / --top")
 
     @property
     def members(self) -> list[str]:
@@ -105,7 +105,8 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
         raise BlendError(f"--pick: '{pick}' is not among the blenders asked for ({', '.join(methods)})"
                          f"{did_you_mean(pick, methods)}")
 
-    members = load_members(store, competition, select_members(store, competition, models), split_seeds)
+    names, unfinished = select_members(store, competition, models)
+    members = load_members(store, competition, names, split_seeds)
     check_compatible(members)
     warnings = tta_warnings(members)
     for warning in warnings:
@@ -116,6 +117,7 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
     y = np.array([index[label] for label in folds.labels])
     all_metrics = {m.name: classification_metrics(y, m.oof, classes) for m in members}
     kept, dropped = filter_by_score({n: v[metric] for n, v in all_metrics.items()}, metric, min_cv, top)
+    dropped = {**unfinished, **dropped}
     members = [m for m in members if m.name in kept]
     member_metrics = {n: all_metrics[n] for n in kept}
     if "caruana" in methods:  # the selection optimises the metric the run is judged by, unless told otherwise
