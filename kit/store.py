@@ -21,6 +21,8 @@ Every file is written atomically (fileio), so a killed run leaves whole files or
 
 from __future__ import annotations
 
+import csv
+import fnmatch
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,9 +111,16 @@ class Store:
     def is_fold_done(self, competition: str, model: str, seed: int, fold: int) -> bool:
         return is_fold_done(self.fold_dir(competition, model, seed, fold))
 
-    def pick_competition(self, competition: str | None) -> str:
-        """The competition asked for, or the only one the store holds."""
+    def pick_competition(self, competition: str | None, *, models: list[str] | None = None,
+                         columns: list[str] | None = None) -> str:
+        """The competition asked for (its name, or a competition .yaml file, whose `name` counts), else
+        the only one that fits: the only one the store holds, or the only one with a model matching
+        each of `models` (names or globs) and whose sample submission has the submission's `columns`."""
         known = self.competitions()
+        if competition and competition.endswith((".yaml", ".yml")):
+            from .competition import resolve_competition
+
+            competition = resolve_competition(competition, "--competition").name
         if competition:
             if competition not in known:
                 raise StoreError(f"{self.root}: no competition '{competition}'{did_you_mean(competition, known)}; "
@@ -121,8 +130,42 @@ class Store:
             return known[0]
         if not known:
             raise StoreError(f"{self.root}: the store is empty; train a model first (kit train RECIPE)")
-        raise StoreError(f"{self.root}: the store holds several competitions ({', '.join(known)}); "
+        fits = self.fitting_competitions(models, columns)
+        if len(fits) == 1:
+            return fits[0]
+        clues = [clue for clue, given in ((f"--models {' '.join(models or [])}", models),
+                                          (f"the submission's columns {','.join(columns or [])}", columns)) if given]
+        fit = (f"; {' and '.join(clues)} fit {'none of them' if not fits else ', '.join(fits)}" if clues else "")
+        raise StoreError(f"{self.root}: the store holds several competitions ({', '.join(known)}){fit}; "
                          f"choose one with --competition")
+
+    def fitting_competitions(self, models: list[str] | None = None, columns: list[str] | None = None) -> list[str]:
+        """The store's competitions with a model matching each of `models` (names or globs) and whose
+        sample submission's header is `columns`; a clue that is None narrows nothing."""
+        fits = self.competitions()
+        if models:
+            fits = [c for c in fits
+                    if all(any(fnmatch.fnmatchcase(m, p) for m in self.model_names(c)) for p in models)]
+        if columns is not None:
+            fits = [c for c in fits if read_header(self.sample_submission(c)) == columns]
+        return fits
+
+    def competition_spec(self, competition: str):
+        """The CompetitionSpec its models were trained on, as their stored recipe.yaml records it."""
+        from .competition import resolve_competition
+
+        for name in self.model_names(competition):
+            path = self.model_dir(competition, name) / "recipe.yaml"
+            if path.is_file():
+                import yaml
+
+                try:
+                    entry = yaml.safe_load(path.read_text(encoding="utf-8"))["competition"]
+                except (OSError, yaml.YAMLError, TypeError, KeyError):
+                    continue  # another model's copy may be whole
+                return resolve_competition(entry, str(path))
+        raise StoreError(f"{self.competition_dir(competition)}: no model records competition '{competition}''s "
+                         f"files (recipe.yaml); name its competition file with --competition")
 
     # ---- reading predictions
     def folds(self, manifest: dict) -> Folds:
@@ -194,6 +237,15 @@ def why_unfinished(model_dir: Path, manifest: dict) -> str | None:
     done = sum(is_fold_done(Path(model_dir) / f"seed{s}" / f"fold{k}") for s, k in runs)
     return (f"is not finished: its training stopped after {done} of {len(runs)} (seed, fold) runs; "
             f"run kit train on its recipe again to finish it")
+
+
+def read_header(path: Path) -> list[str] | None:
+    """A CSV's column names, or None when it is missing or unreadable."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            return next(csv.reader(f), None)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
 
 
 def read_json(path: Path) -> dict:

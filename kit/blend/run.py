@@ -91,7 +91,7 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
     in order ([0.7, 0.3], "0.7,0.3") or by name ({"vgg": 0.7}, "vgg=0.7,resnet=0.3"; unnamed members
     get 0). pick: the blender to write instead of the best by `metric`.
     """
-    competition = store.pick_competition(competition)
+    competition = store.pick_competition(competition, models=models)
     check_metric(metric)
     methods = list_blenders() if method == "all" else [m.strip() for m in method.split(",") if m.strip()]
     if not methods:
