@@ -27,8 +27,12 @@ app = typer.Typer(
 )
 
 StoreOption = Annotated[Path, typer.Option("--store", envvar="KIT_STORE", help="The prediction store folder.")]
+# kit/blend/registry.py's names in registration order, written out so that `kit --help` need not import
+# the blenders (scikit-learn, LightGBM); tests/test_blend_cli.py checks it against the registry and the README
+BLENDERS = "soft, hard, weighted, geomean, rank, optimized, caruana, logreg, lgbm"
 CompetitionOption = Annotated[Optional[str], typer.Option(
-    "--competition", "-c", help="Competition in the store (needed only when it holds several).")]
+    "--competition", "-c", help="Competition in the store, by name or competition .yaml file (needed only when "
+                                "the store holds several and nothing else tells which).")]
 
 
 def exits_cleanly(command):
@@ -93,8 +97,8 @@ def blend(
     models: Annotated[Optional[list[str]], typer.Option(
         "--models", "-m", help="Members by name or glob (repeatable); default: every finished model.")] = None,
     method: Annotated[Optional[str], typer.Option(
-        help="Blender: soft, hard, weighted, geomean, rank, optimized, caruana, logreg, lgbm; several "
-             "comma-separated, or all (the best by --metric is written). Default: soft, or weighted with --weights.",
+        help=f"Blender: {BLENDERS}; several comma-separated, or all (the best by --metric is written). "
+             "Default: soft, or weighted with --weights.",
         show_default=False)] = None,
     metric: Annotated[str, typer.Option(
         help="accuracy, log_loss or macro_f1: what ranks members (--min-cv, --top), what Caruana's selection "
@@ -141,8 +145,6 @@ def _print_blend(result) -> None:
 
     for name, why in result.dropped.items():
         console.print(f"[dim]dropped {name}: {why}[/dim]")
-    for name, why in result.skipped.items():
-        console.print(f"[dim]not fitted: blend:{name} {why}[/dim]")
     columns, rows, highlight = score_table(result.report)
     console.print(make_table(f"{result.competition}: out-of-fold scores of {len(result.members)} members and the "
                              "blends (nested CV where the blender learns)", columns, rows, highlight))
@@ -256,26 +258,32 @@ def zoo(
 @exits_cleanly
 def score(
     submission: Annotated[Path, typer.Argument(help="The submission CSV to score.")],
-    solution: Annotated[Optional[Path], typer.Option(help="The solution CSV (id, label).")] = None,
-    competition: Annotated[str, typer.Option("--competition", "-c",
-                                             help="Built-in competition whose solution to use.")] = "digits",
+    solution: Annotated[Optional[Path], typer.Option(
+        help="The solution CSV (id, label); default: the file the competition's solution: field names.")] = None,
+    competition: Annotated[Optional[str], typer.Option(
+        "--competition", "-c", help="A competition in the store, a built-in one, or a competition .yaml file; "
+                                    "default: the store's only one, or the one whose sample submission has the "
+                                    "submission's columns.")] = None,
+    store: StoreOption = Path("store"),
 ):
     """Score a submission against the competition's solution, as the leaderboard would.
 
-    Example: [bold]kit score submissions/digits-soft.csv[/bold]
+    Example: [bold]kit score submissions/digits-soft.csv[/bold]   or   [bold]kit score sub.csv -c recipes/cifar10/competition.yaml[/bold]
     """
-    from .competition import BUILTIN, load_competition, resolve_competition
-    from .submit import score_submission
+    from .store import Store
+    from .submit import find_solution, named_competition, score_submission
 
+    s = Store(store)
     if solution is None:
-        if competition not in BUILTIN:
-            raise KitError(f"--solution: required for competition '{competition}' (only built-in competitions "
-                           f"know their solution: {', '.join(BUILTIN)})")
-        spec = resolve_competition(competition)
-        solution = load_competition(spec).solution
-    metrics = score_submission(submission, solution)
+        competition, solution = find_solution(s, submission, competition)
+    elif competition:  # named only to say whose solution it is
+        spec = named_competition(s, competition)
+        competition = spec.name if spec else s.pick_competition(competition)
+    metrics = score_submission(submission, solution, competition)
+    whose = f"competition '{competition}'" if competition else "the solution"
     rows = [[c["class"], c["precision"], c["recall"], c["f1"], c["support"]] for c in metrics["per_class"]]
-    console.print(make_table(f"{submission} against {solution}", ["class", "precision", "recall", "f1", "support"], rows))
+    console.print(make_table(f"{submission} against {whose} ({solution})", ["class", "precision", "recall", "f1",
+                                                                           "support"], rows))
     console.print(f"[bold]accuracy {metrics['accuracy']:.4f}[/bold]  macro F1 {metrics['macro_f1']:.4f}"
                   + (f"  log loss {metrics['log_loss']:.4f}" if metrics["kind"] == "probabilities" else ""))
 
@@ -290,25 +298,18 @@ def validate(
 ):
     """Check a submission against the competition's sample submission before you upload it.
 
-    Ids and their order, columns, label spelling, empty cells and NaNs, probability ranges.
+    Ids and their order, columns, label spelling, empty cells and NaNs, probability ranges. Without
+    --competition: the store's only one, or the one whose sample submission has the submission's columns.
 
     Example: [bold]kit validate submissions/digits-demo.csv[/bold]
     """
-    from .competition import BUILTIN, load_competition, resolve_competition
     from .store import Store
-    from .submit import validate_submission
+    from .submit import check_against_sample
 
-    s = Store(store)
-    if competition and competition not in s.competitions() and (competition in BUILTIN or competition.endswith((".yaml", ".yml"))):
-        data = load_competition(resolve_competition(competition, "--competition"))
-        sample, classes = data.sample_submission, data.classes
-    else:
-        name = s.pick_competition(competition)
-        sample, classes = s.sample_submission(name), s.classes(name)
-    fmt = validate_submission(submission, sample, classes)
+    name, sample, fmt = check_against_sample(Store(store), submission, competition)
     kind = "probabilities" if fmt.probabilities else "labels"
     console.print(f"[bold green]valid:[/bold green] {submission}: {len(fmt.ids)} rows, columns {', '.join(fmt.columns)} "
-                  f"({kind}), as in {sample}")
+                  f"({kind}), as in the sample submission of competition '{name}' ({sample})")
 
 
 @app.command()

@@ -35,6 +35,19 @@ else:
             return False
 
 
+def holder(path: Path) -> str | None:
+    """Who holds the lock on `path` now ('kit pid 123 since ...'), or None when no process does.
+
+    Only reads: the lock file is not created, and a free lock is released at once."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    with open(path, encoding="utf-8") as f:
+        if _try_lock(f, wait=False):
+            return None  # closing the file releases the lock
+        return f.read().strip() or "another process"
+
+
 @contextlib.contextmanager
 def exclusive(path: Path, what: str, wait: bool = False):
     """Hold an exclusive lock on `path` for the block; StoreError if another process holds it."""

@@ -171,7 +171,6 @@ def write_summary(path: Path, report: dict, images: dict[str, str]) -> Path:
              "over the members' folds, so no row is scored by a blender fitted on it.", "",
              f"Members ({len(report['members'])}): {', '.join(report['members'])}"]
     lines += [f"- dropped {name}: {why}" for name, why in report["dropped"].items()]
-    lines += [f"- blender {name} not fitted: {why}" for name, why in report["skipped"].items()]
     lines += [f"- **warning:** {text}" for text in report["warnings"]]
     columns, rows, highlight = score_table(report)
     lines += ["", "## Out-of-fold scores", "", markdown_table(columns, rows, highlight)]

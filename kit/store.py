@@ -21,6 +21,8 @@ Every file is written atomically (fileio), so a killed run leaves whole files or
 
 from __future__ import annotations
 
+import csv
+import fnmatch
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from . import fileio
 from .errors import StoreError, did_you_mean
 from .folds import Folds, read_folds
+from .lock import holder
 from .schema import format_validation_error
 
 MANIFEST = "model.json"
@@ -40,6 +43,8 @@ FOLD_FILES = ("oof.npz", "test.npz", "history.csv", "weights.pt", "fold.json")
 OOF, TEST, HISTORY, WEIGHTS, DONE = FOLD_FILES
 CHECKPOINT = "checkpoint.pt"  # only while the fold trains
 PREDICTIONS = ("ids", "probs")  # the arrays in oof.npz and test.npz
+# the states a manifest's status holds: "training" from before the first fold, "complete" after the last
+STATUSES = ("training", "complete")
 
 
 class Record(BaseModel):
@@ -130,6 +135,10 @@ class Store:
     def fold_dir(self, competition: str, model: str, seed: int, fold: int) -> Path:
         return self.model_dir(competition, model) / fold_subdir(seed, fold)
 
+    def lock_path(self, competition: str, model: str) -> Path:
+        """Held by the kit process training `model` (kit/lock.py)."""
+        return model_lock(self.model_dir(competition, model))
+
     def sample_submission(self, competition: str) -> Path:
         return self.competition_dir(competition) / "sample_submission.csv"
 
@@ -174,8 +183,7 @@ class Store:
 
     # ---- a fold's files
     def is_fold_done(self, competition: str, model: str, seed: int, fold: int) -> bool:
-        d = self.fold_dir(competition, model, seed, fold)
-        return all((d / f).is_file() for f in (DONE, OOF, TEST))
+        return is_fold_done(self.fold_dir(competition, model, seed, fold))
 
     def write_fold(self, competition: str, model: str, seed: int, fold: int, *, oof_ids: np.ndarray,
                    oof: np.ndarray, test_ids: np.ndarray, test: np.ndarray, record: dict,
@@ -197,9 +205,16 @@ class Store:
     def weights_files(self, manifest: Manifest) -> list[Path]:
         return weights_files(self.model_dir(manifest.competition, manifest.name), manifest)
 
-    def pick_competition(self, competition: str | None) -> str:
-        """The competition asked for, or the only one the store holds."""
+    def pick_competition(self, competition: str | None, *, models: list[str] | None = None,
+                         columns: list[str] | None = None) -> str:
+        """The competition asked for (its name, or a competition .yaml file, whose `name` counts), else
+        the only one that fits: the only one the store holds, or the only one with a model matching
+        each of `models` (names or globs) and whose sample submission has the submission's `columns`."""
         known = self.competitions()
+        if competition and competition.endswith((".yaml", ".yml")):
+            from .competition import resolve_competition
+
+            competition = resolve_competition(competition, "--competition").name
         if competition:
             if competition not in known:
                 raise StoreError(f"{self.root}: no competition '{competition}'{did_you_mean(competition, known)}; "
@@ -209,8 +224,42 @@ class Store:
             return known[0]
         if not known:
             raise StoreError(f"{self.root}: the store is empty; train a model first (kit train RECIPE)")
-        raise StoreError(f"{self.root}: the store holds several competitions ({', '.join(known)}); "
+        fits = self.fitting_competitions(models, columns)
+        if len(fits) == 1:
+            return fits[0]
+        clues = [clue for clue, given in ((f"--models {' '.join(models or [])}", models),
+                                          (f"the submission's columns {','.join(columns or [])}", columns)) if given]
+        fit = (f"; {' and '.join(clues)} fit {'none of them' if not fits else ', '.join(fits)}" if clues else "")
+        raise StoreError(f"{self.root}: the store holds several competitions ({', '.join(known)}){fit}; "
                          f"choose one with --competition")
+
+    def fitting_competitions(self, models: list[str] | None = None, columns: list[str] | None = None) -> list[str]:
+        """The store's competitions with a model matching each of `models` (names or globs) and whose
+        sample submission's header is `columns`; a clue that is None narrows nothing."""
+        fits = self.competitions()
+        if models:
+            fits = [c for c in fits
+                    if all(any(fnmatch.fnmatchcase(m, p) for m in self.model_names(c)) for p in models)]
+        if columns is not None:
+            fits = [c for c in fits if read_header(self.sample_submission(c)) == columns]
+        return fits
+
+    def competition_spec(self, competition: str):
+        """The CompetitionSpec its models were trained on, as their stored recipe.yaml records it."""
+        from .competition import resolve_competition
+
+        for name in self.model_names(competition):
+            path = self.model_dir(competition, name) / "recipe.yaml"
+            if path.is_file():
+                import yaml
+
+                try:
+                    entry = yaml.safe_load(path.read_text(encoding="utf-8"))["competition"]
+                except (OSError, yaml.YAMLError, TypeError, KeyError):
+                    continue  # another model's copy may be whole
+                return resolve_competition(entry, str(path))
+        raise StoreError(f"{self.competition_dir(competition)}: no model records competition '{competition}''s "
+                         f"files (recipe.yaml); name its competition file with --competition")
 
     # ---- reading predictions
     def folds(self, manifest: Manifest) -> Folds:
@@ -258,6 +307,15 @@ def fold_subdir(seed: int, fold: int) -> str:
     return f"seed{seed}/fold{fold}"
 
 
+def model_lock(model_dir: Path) -> Path:
+    model_dir = Path(model_dir)
+    return model_dir.parent.parent / "locks" / f"{model_dir.name}.lock"
+
+
+def is_fold_done(fold_dir: Path) -> bool:
+    return all((Path(fold_dir) / f).is_file() for f in (DONE, OOF, TEST))
+
+
 def weights_files(model_dir: Path, manifest: Manifest) -> list[Path]:
     """Every (seed, fold)'s best weights in a model's folder (in the store or copied out of it), each
     checked present."""
@@ -268,10 +326,37 @@ def weights_files(model_dir: Path, manifest: Manifest) -> list[Path]:
     return paths
 
 
+def why_unfinished(model_dir: Path, manifest: Manifest) -> str | None:
+    """None for a finished model; else what state it is in and what to do, per state: being trained
+    (a kit process holds its lock: kit train would be refused, so wait), stopped part-way (kit train
+    again finishes it), or a status kit never writes (retrain it)."""
+    if manifest.complete:
+        return None
+    if manifest.status not in STATUSES:
+        return (f"has status {manifest.status!r} in its {MANIFEST}, which is not one of {', '.join(STATUSES)}; "
+                f"retrain it with kit train --force")
+    trainer = holder(model_lock(model_dir))
+    if trainer:
+        return f"is being trained now (by {trainer}); wait for that run to finish, then run this again"
+    runs = [(s, k) for s in manifest.seeds for k in range(manifest.n_folds)]
+    done = sum(is_fold_done(Path(model_dir) / fold_subdir(s, k)) for s, k in runs)
+    return (f"is not finished: its training stopped after {done} of {len(runs)} (seed, fold) runs; "
+            f"run kit train on its recipe again to finish it")
+
+
 def check_complete(manifest: Manifest, model_dir: Path) -> None:
-    if not manifest.complete:
-        raise StoreError(f"{model_dir}: model '{manifest.name}' is not finished (status {manifest.status!r}); "
-                         f"run kit train on its recipe again to finish it")
+    unfinished = why_unfinished(model_dir, manifest)
+    if unfinished:
+        raise StoreError(f"{model_dir}: model '{manifest.name}' {unfinished}")
+
+
+def read_header(path: Path) -> list[str] | None:
+    """A CSV's column names, or None when it is missing or unreadable."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            return next(csv.reader(f), None)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
 
 
 def read_json(path: Path) -> dict:

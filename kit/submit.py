@@ -16,6 +16,7 @@ import pandas as pd
 
 from . import fileio
 from .errors import SubmissionError, reason
+from .store import Store, read_header
 
 
 @dataclass(frozen=True)
@@ -111,26 +112,78 @@ def validate_submission(path: Path, sample_path: Path, classes: list[str]) -> Su
     return fmt
 
 
-def score_submission(path: Path, solution_path: Path) -> dict:
+def named_competition(store: Store, competition: str | None):
+    """The CompetitionSpec `--competition` names when it is a competition file or a built-in competition
+    the store does not hold (so only its own files can answer); None when the store answers."""
+    from .competition import BUILTIN, resolve_competition
+
+    if not competition or competition in store.competitions():
+        return None
+    if competition in BUILTIN or competition.endswith((".yaml", ".yml")):
+        spec = resolve_competition(competition, "--competition")
+        return None if spec.name in store.competitions() else spec
+    return None
+
+
+def check_against_sample(store: Store, submission: Path, competition: str | None = None) -> tuple[str, Path, SubmissionFormat]:
+    """`kit validate`: the submission against its competition's sample submission. The competition is
+    the one named (in the store, built in, or a competition file), else the store's only one, else the
+    only one whose sample submission has the submission's columns. -> (competition, sample, format)."""
+    spec = named_competition(store, competition)
+    if spec is not None:
+        from .competition import load_competition
+
+        data = load_competition(spec)
+        name, sample, classes = spec.name, data.sample_submission, data.classes
+    else:
+        name = store.pick_competition(competition, columns=read_header(submission))
+        sample, classes = store.sample_submission(name), store.classes(name)
+    return name, sample, validate_submission(submission, sample, classes)
+
+
+def find_solution(store: Store, submission: Path, competition: str | None = None) -> tuple[str, Path]:
+    """`kit score` without --solution: the competition (found as `check_against_sample` finds it) and
+    the file its `solution:` field names -> (competition, solution path)."""
+    from .competition import BUILTIN, load_competition, resolve_competition
+
+    spec = named_competition(store, competition)
+    if spec is None:
+        name = store.pick_competition(competition, columns=read_header(submission))
+        spec = resolve_competition(name) if name in BUILTIN else store.competition_spec(name)
+    if spec.solution is None:
+        raise SubmissionError(f"competition '{spec.name}' ({spec.root}): no solution: field, so there is nothing to "
+                              f"score against; add solution: FILE to its competition file, or pass --solution")
+    if spec.name in BUILTIN:
+        return spec.name, load_competition(spec).solution  # a built-in one writes its files on first use
+    return spec.name, spec.path(spec.solution)
+
+
+def score_submission(path: Path, solution_path: Path, competition: str | None = None) -> dict:
     """Score a submission the way the leaderboard would: accuracy and per-class metrics
-    (label submissions), or log loss (probability submissions)."""
+    (label submissions), or log loss (probability submissions). Messages name `competition`."""
     from .competition.data import sort_classes
     from .report import classification_metrics
 
+    whose = f"the solution of competition '{competition}'" if competition else "the solution"
+    against = f"{whose} ({solution_path})"
+    if not Path(solution_path).is_file():
+        raise SubmissionError(f"{solution_path}: no such file ({whose})")
     solution = read_table(solution_path, "solution")
     sub = read_table(path, "submission")
     id_column = solution.columns[0]
     if sub.columns[0] != id_column:
-        raise SubmissionError(f"{path}: first column '{sub.columns[0]}', expected the id column '{id_column}'")
+        raise SubmissionError(f"{path}: first column '{sub.columns[0]}', expected the id column '{id_column}' "
+                              f"of {against}")
     truth = solution.set_index(id_column).iloc[:, 0]
     classes = sort_classes(truth)
     index = {c: i for i, c in enumerate(classes)}
     if sub[id_column].duplicated().any():
-        raise SubmissionError(f"{path}: duplicate id '{sub[id_column][sub[id_column].duplicated()].iloc[0]}'")
+        raise SubmissionError(f"{path}: duplicate id '{sub[id_column][sub[id_column].duplicated()].iloc[0]}' "
+                              f"(scored against {against})")
     missing = truth.index.difference(pd.Index(sub[id_column]))
     extra = pd.Index(sub[id_column]).difference(truth.index)
     if len(missing) or len(extra):
-        raise SubmissionError(f"{path}: ids do not match {solution_path}: {len(missing)} missing"
+        raise SubmissionError(f"{path}: ids do not match {against}: {len(missing)} missing"
                               + (f" (e.g. '{missing[0]}')" if len(missing) else "")
                               + f", {len(extra)} unknown" + (f" (e.g. '{extra[0]}')" if len(extra) else ""))
     sub = sub.set_index(id_column).loc[truth.index]
@@ -140,15 +193,15 @@ def score_submission(path: Path, solution_path: Path) -> dict:
         unknown = ~labels.isin(classes)
         if unknown.any():
             raise SubmissionError(f"{path}: id '{labels.index[unknown.argmax()]}': label '{labels[unknown].iloc[0]}' "
-                                  f"is not one of the solution's classes ({', '.join(classes[:12])})")
+                                  f"is not one of the classes of {against} ({', '.join(classes[:12])})")
         probs = np.eye(len(classes))[labels.map(index).to_numpy()]
     else:
         if set(sub.columns) != set(classes):
             raise SubmissionError(f"{path}: probability columns {list(sub.columns)} do not match the classes "
-                                  f"{classes}")
+                                  f"{classes} of {against}")
         probs = sub[classes].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
         if not np.isfinite(probs).all():
-            raise SubmissionError(f"{path}: a probability is empty or not a number")
+            raise SubmissionError(f"{path}: a probability is empty or not a number (scored against {against})")
     metrics = classification_metrics(y, probs, classes)
     metrics["kind"] = "probabilities" if sub.shape[1] > 1 else "labels"
     return metrics

@@ -7,38 +7,23 @@ test probabilities it is applied to.
 
 Views are tensor operations on the batch the model sees (after normalising and resizing), so all
 views of a batch are concatenated along the batch dimension and go through the model in one
-forward pass; their softmax probabilities are averaged with equal weights.
+forward pass; their softmax probabilities are averaged with equal weights. This module only names,
+resolves and describes views (no torch, so that `kit blend` need not import it); kit/tta_ops.py
+holds the tensor operations.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 from .errors import RecipeError, did_you_mean
 
+if TYPE_CHECKING:
+    import torch
 
-def _shift(x: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
-    """The image moved by (dx, dy) pixels, the uncovered edge filled by repeating the border."""
-    padded = F.pad(x, (max(dx, 0), max(-dx, 0), max(dy, 0), max(-dy, 0)), mode="replicate")
-    h, w = x.shape[-2:]
-    top, left = max(-dy, 0), max(-dx, 0)
-    return padded[..., top:top + h, left:left + w]
-
-
-# view name -> f(batch NCHW, shift in pixels) -> batch of the same shape
-VIEWS = {
-    "identity": lambda x, s: x,
-    "hflip": lambda x, s: x.flip(-1),
-    "vflip": lambda x, s: x.flip(-2),
-    "hvflip": lambda x, s: x.flip(-2, -1),  # both flips: a 180 degree rotation
-    "shift_left": lambda x, s: _shift(x, -s, 0),
-    "shift_right": lambda x, s: _shift(x, s, 0),
-    "shift_up": lambda x, s: _shift(x, 0, -s),
-    "shift_down": lambda x, s: _shift(x, 0, s),
-}
+# the views a recipe may name; their tensor operations are in kit/tta_ops.py, imported only to predict
+VIEWS = ("identity", "hflip", "vflip", "hvflip", "shift_left", "shift_right", "shift_up", "shift_down")
 
 SHIFTS = ["shift_left", "shift_right", "shift_up", "shift_down"]
 PRESETS = {
@@ -103,8 +88,9 @@ class TTA:
         """(V*B, C, H, W): every view of the batch, view after view."""
         if self.views == ("identity",):
             return x
-        s = self.shift_pixels(min(x.shape[-2:]))
-        return torch.cat([VIEWS[v](x, s) for v in self.views])
+        from .tta_ops import apply_views
+
+        return apply_views(x, self.views, self.shift_pixels(min(x.shape[-2:])))
 
     def merge(self, probs: torch.Tensor) -> torch.Tensor:
         """(V*B, K) probabilities of expand()'s batch -> (B, K), the mean over the views."""

@@ -2,10 +2,14 @@
 
 import hashlib
 
+import numpy as np
 import pytest
+import yaml
 from typer.testing import CliRunner
 
+from kit.blend.synthetic import write_store
 from kit.cli import app
+from tests.blend_fixtures import store_of_accuracies
 from tests.conftest import write_recipe
 
 runner = CliRunner()
@@ -14,6 +18,11 @@ COMMANDS = [c.name or c.callback.__name__ for c in app.registered_commands]
 
 def invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
+
+
+def said(result) -> str:
+    """The output on one line: rich wraps long lines at the terminal's width."""
+    return " ".join(result.output.split())
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -74,3 +83,56 @@ def test_validate_accepts_a_blend_and_names_a_broken_copy(trained_store, workdir
     assert result.exit_code == 2 and "line 6: label 'nan' is not a class" in result.output
     result = invoke("validate", broken, "--competition", "digits")
     assert result.exit_code == 2 and "line 6" in result.output
+
+
+def _competition_with_solution(workdir, name="syn", accuracies=None, solution=True):
+    """A synthetic store competition whose models record (in recipe.yaml) a competition file with a solution."""
+    store = store_of_accuracies(workdir / "store", accuracies or {"m1": 0.8}, n_rows=40)[0] if name == "syn" else None
+    root = workdir / "data" / name
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "solution.csv").write_text("id,label\n" + "".join(f"t{i},{i % 4}\n" for i in range(50)))
+    spec = {"name": name, "layout": "pixel_csv", "root": str(root), **({"solution": "solution.csv"} if solution else {})}
+    (workdir / f"{name}.yaml").write_text(yaml.safe_dump(spec))
+    for model in (workdir / "store" / name / "models").iterdir():
+        (model / "recipe.yaml").write_text(yaml.safe_dump({"name": model.name, "competition": spec}))
+    return store
+
+
+def _submission(workdir, right=25, header="id,label"):
+    path = workdir / "sub.csv"
+    path.write_text(header + "\n" + "".join(f"t{i},{i % 4 if i < right else (i + 1) % 4}\n" for i in range(50)))
+    return path
+
+
+def test_score_uses_the_solution_the_competition_file_names_and_says_whose(workdir):
+    _competition_with_solution(workdir)
+    result = invoke("score", _submission(workdir))
+    assert result.exit_code == 0, result.output
+    assert "competition 'syn'" in said(result) and "accuracy 0.5000" in said(result)
+    result = invoke("score", _submission(workdir, header="image,label"))
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    assert ("first column 'image', expected the id column 'id' of the solution of competition 'syn' "
+            f"({workdir / 'data' / 'syn' / 'solution.csv'})") in said(result)
+    (workdir / "bare.yaml").write_text(yaml.safe_dump({"name": "bare", "layout": "pixel_csv", "root": "data/bare"}))
+    result = invoke("score", _submission(workdir), "-c", workdir / "bare.yaml")
+    assert result.exit_code == 2 and "competition 'bare' (data/bare): no solution: field" in said(result)
+
+
+def test_score_and_validate_find_the_competition_by_the_submissions_columns(workdir):
+    store = _competition_with_solution(workdir)
+    write_store(workdir / "store", "other", np.arange(8) % 2, np.arange(8) % 2,
+                {"o1": [(np.full((8, 2), 0.5), np.full((50, 2), 0.5))]})
+    (store.sample_submission("other")).write_text("ImageId,Label\n" + "".join(f"t{i},0\n" for i in range(50)))
+    _competition_with_solution(workdir, "other")
+    result = invoke("score", _submission(workdir, right=50))
+    assert result.exit_code == 0 and "competition 'syn'" in said(result) and "accuracy 1.0000" in said(result)
+    result = invoke("validate", _submission(workdir, header="ImageId,Label"))
+    assert result.exit_code == 2 and "label '2' is not a class" in said(result)  # checked as 'other''s: classes 0, 1
+    (workdir / "sub.csv").write_text("ImageId,Label\n" + "".join(f"t{i},{i % 2}\n" for i in range(50)))
+    result = invoke("validate", workdir / "sub.csv")
+    assert result.exit_code == 0 and "competition 'other'" in said(result), result.output
+    (workdir / "sub.csv").write_text("Id,Label\nt0,0\n")
+    result = invoke("validate", workdir / "sub.csv")
+    assert result.exit_code == 2 and "the submission's columns Id,Label fit none of them" in said(result)
+    result = invoke("validate", _submission(workdir), "-c", workdir / "syn.yaml")  # a competition file names it
+    assert result.exit_code == 0 and "competition 'syn'" in said(result), result.output

@@ -98,4 +98,4 @@ def test_unfinished_models_are_refused_by_blend(tmp_path):
     store, _, _ = synthetic_store(tmp_path / "store")
     _rewrite(store.model_dir("syn", "m0") / "model.json", lambda m: m.update(status="training"))
     result = runner.invoke(app, ["blend", "--store", str(tmp_path / "store"), "--models", "m0"])
-    assert result.exit_code == 2 and "model 'm0' is not finished (status 'training')" in result.output
+    assert result.exit_code == 2 and "model 'm0' is not finished: its training stopped after" in result.output

@@ -127,3 +127,10 @@ def test_blend_warns_when_members_differ_in_tta(trained_store):
     manifest["tta"] = "none"
     manifest_path.write_text(json.dumps(manifest))
     assert blend(Store(trained_store)).report["warnings"] == []
+
+
+def test_every_view_a_recipe_may_name_has_its_tensor_operation():
+    from kit.tta import VIEWS
+    from kit.tta_ops import OPS
+
+    assert list(OPS) == list(VIEWS)

@@ -52,6 +52,19 @@ class Blender(BaseEstimator):
                              f"classes, got {P.shape[0]} x {P.shape[2]}")
 
 
+class WeightedMean(Blender):
+    """A blender whose prediction is the weighted mean of the members' probabilities: fit sets
+    weights_ (given, as in the votes, or learned, as in optimized and caruana), one per member,
+    summing to one."""
+
+    def predict_proba(self, P: np.ndarray) -> np.ndarray:
+        self._check_fitted(P)
+        return np.tensordot(self.weights_, P, axes=1)
+
+    def describe(self) -> dict:
+        return {"weights": self.weights_.round(6).tolist()}
+
+
 def check_stack(P: np.ndarray, y: np.ndarray | None = None) -> None:
     if not isinstance(P, np.ndarray) or P.ndim != 3:
         raise BlendError(f"expected member probabilities of shape (members, rows, classes), "

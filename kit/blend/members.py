@@ -7,25 +7,36 @@ import dataclasses
 import fnmatch
 
 from ..errors import BlendError
-from ..store import Member, Store
+from ..store import Member, Store, why_unfinished
 from .metrics import METRICS
 
 
-def select_members(store: Store, competition: str, patterns: list[str] | None) -> list[str]:
-    """Model names matching any of `patterns` (names or globs); every finished model when None."""
+def select_members(store: Store, competition: str, patterns: list[str] | None) -> tuple[list[str], dict[str, str]]:
+    """Finished models matching any of `patterns` (names or globs; every model when None) and, for
+    each unfinished model a glob or the default matched, why it is left out. A model named
+    exactly must be finished: load_member says why it is not."""
     known = store.model_names(competition)
-    if not patterns:
-        finished = [m for m in known if store.manifest(competition, m).complete]
-        if not finished:
-            raise BlendError(f"{store.competition_dir(competition)}: no finished model to blend; run kit train first")
-        return finished
-    chosen = []
-    for pattern in patterns:
+    chosen, named = [], set()
+    for pattern in patterns or ["*"]:
         hits = [m for m in known if fnmatch.fnmatchcase(m, pattern)]
-        if not hits:
+        if not hits and patterns:
             store.manifest(competition, pattern)  # raises the 'no model ... did you mean' error
+        if pattern in known:
+            named.add(pattern)
         chosen += [m for m in hits if m not in chosen]
-    return chosen
+    kept, dropped = [], {}
+    for name in chosen:
+        unfinished = None if name in named else why_unfinished(store.model_dir(competition, name),
+                                                               store.manifest(competition, name))
+        if unfinished:
+            dropped[name] = unfinished
+        else:
+            kept.append(name)
+    if not kept:
+        raise BlendError(f"{store.competition_dir(competition)}: no finished model to blend"
+                         + (f" ({'; '.join(f'{n} {why}' for n, why in dropped.items())})" if dropped
+                            else "; run kit train first"))
+    return kept, dropped
 
 
 def load_members(store: Store, competition: str, names: list[str], split_seeds: bool = False) -> list[Member]:

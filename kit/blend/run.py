@@ -54,8 +54,7 @@ class BlendResult:
     cv_seconds = _reads("cv_seconds", "scoring: the nested cross-validation, or one predict, per blender")
     learns = _reads("nested_cv", "which blenders were scored by nested CV")
     described = _reads("fitted", "the written blender's weights / selection, per member by name")
-    dropped = _reads("dropped", "member -> why --min-cv / --top dropped it")
-    skipped = _reads("skipped", "blender -> why --method all left it out")
+    dropped = _reads("dropped", "member -> why it was left out: unfinished, or by --min-cv / --top")
 
     @property
     def members(self) -> list[str]:
@@ -92,7 +91,7 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
     in order ([0.7, 0.3], "0.7,0.3") or by name ({"vgg": 0.7}, "vgg=0.7,resnet=0.3"; unnamed members
     get 0). pick: the blender to write instead of the best by `metric`.
     """
-    competition = store.pick_competition(competition)
+    competition = store.pick_competition(competition, models=models)
     check_metric(metric)
     methods = list_blenders() if method == "all" else [m.strip() for m in method.split(",") if m.strip()]
     if not methods:
@@ -106,7 +105,8 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
         raise BlendError(f"--pick: '{pick}' is not among the blenders asked for ({', '.join(methods)})"
                          f"{did_you_mean(pick, methods)}")
 
-    members = load_members(store, competition, select_members(store, competition, models), split_seeds)
+    names, unfinished = select_members(store, competition, models)
+    members = load_members(store, competition, names, split_seeds)
     check_compatible(members)
     warnings = tta_warnings(members)
     for warning in warnings:
@@ -117,6 +117,7 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
     y = np.array([index[label] for label in folds.labels])
     all_metrics = {m.name: classification_metrics(y, m.oof, classes) for m in members}
     kept, dropped = filter_by_score({n: v[metric] for n, v in all_metrics.items()}, metric, min_cv, top)
+    dropped = {**unfinished, **dropped}
     members = [m for m in members if m.name in kept]
     member_metrics = {n: all_metrics[n] for n in kept}
     if "caruana" in methods:  # the selection optimises the metric the run is judged by, unless told otherwise
@@ -125,9 +126,10 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
         if "weighted" not in methods:
             raise BlendError("--weights: they are the weighted vote's; add --method weighted")
         params.setdefault("weighted", {})["weights"] = resolve_weights(weights, kept)
-    blenders, skipped = build_blenders(methods, params, explicit=method != "all")
+    blenders = build_blenders(methods, params, explicit=method != "all")
     if pick is not None and pick not in blenders:
-        raise BlendError(f"--pick: blend:{pick} was not fitted: it {skipped[pick]}")
+        raise BlendError(f"--pick: blend:{pick} needs {', '.join(blender_class(pick).required)} "
+                         f"(e.g. --weights 0.7,0.3); --method all leaves it out without them")
 
     P_oof = np.stack([m.oof for m in members])
     P_test = np.stack([m.test for m in members])
@@ -142,7 +144,7 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
     report = {"competition": competition, "method": best, "metric": metric, "picked": pick is not None,
               "members": member_metrics, "dropped": dropped, "blend": blender_metrics[best],
               "blenders": blender_metrics, "nested_cv": {n: b.learns for n, b in blenders.items()},
-              "fit_seconds": fit_seconds, "cv_seconds": cv_seconds, "skipped": skipped, "warnings": warnings,
+              "fit_seconds": fit_seconds, "cv_seconds": cv_seconds, "warnings": warnings,
               "tta": {m.name: m.manifest.tta for m in members}, "params": fitted[best].get_params(),
               "fitted": name_members(fitted[best].describe(), kept),
               "confusion": confusion_matrix(y, oof[best], classes),
@@ -188,21 +190,20 @@ def fit_and_score(blenders: dict[str, Blender], P: np.ndarray, y: np.ndarray, fo
     return fitted, oof, fit_seconds, cv_seconds
 
 
-def build_blenders(methods: list[str], params: dict[str, dict], explicit: bool) -> tuple[dict, dict]:
-    """The blenders asked for, with their parameters; `--method all` skips one that lacks a required
-    parameter (the weighted vote without --weights) instead of failing."""
+def build_blenders(methods: list[str], params: dict[str, dict], explicit: bool) -> dict[str, Blender]:
+    """The blenders asked for, with their parameters. `--method all` means every blender that can be
+    fitted: one that lacks a required parameter (the weighted vote without --weights) is not part of
+    it, rather than a row of the table saying so; named explicitly, it fails when fitted."""
     unknown = [name for name in params if name not in methods]
     if unknown:
         raise BlendError(f"--param: blender '{unknown[0]}' is not among --method ({', '.join(methods)})")
-    blenders, skipped = {}, {}
+    blenders = {}
     for name in methods:
         given = params.get(name, {})
-        missing = [p for p in blender_class(name).required if p not in given]
-        if missing and not explicit:
-            skipped[name] = f"needs {', '.join(missing)} (e.g. --weights 0.7,0.3)"
+        if not explicit and any(p not in given for p in blender_class(name).required):
             continue
         blenders[name] = create_blender(name, **given)
-    return blenders, skipped
+    return blenders
 
 
 def best_blender(blender_metrics: dict[str, dict], metric: str) -> str:

@@ -16,15 +16,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import BlendError
-from .base import Blender
+from .base import WeightedMean
 from .metrics import METRICS, accuracy_of, check_metric, log_loss_of, macro_f1_of
 from .registry import register_blender
-from .voting import SoftVote
 
 
 @register_blender("caruana")
-class EnsembleSelection(SoftVote):
-    """Weights from greedy selection with replacement; predict_proba is the soft vote's with them."""
+class EnsembleSelection(WeightedMean):
+    """Weights from greedy selection with replacement; the prediction is the mean of the members so weighted."""
 
     learns = True
 
@@ -38,7 +37,7 @@ class EnsembleSelection(SoftVote):
         self.random_state = random_state
 
     def fit(self, P, y):
-        Blender.fit(self, P, y)
+        super().fit(P, y)
         self._check_params()
         n = len(P)
         if not self.n_bags:

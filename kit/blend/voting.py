@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import BlendError
-from .base import Blender, check_weights, normalize_rows
+from .base import Blender, WeightedMean, check_weights, normalize_rows
 from .registry import register_blender
 
 
 @register_blender("soft")
-class SoftVote(Blender):
+class SoftVote(WeightedMean):
     """Mean (or weighted mean) of the members' probabilities. Where classes tie exactly, predict()
     takes the lower class index (numpy's argmax), whatever the order of the members."""
 
@@ -21,13 +21,6 @@ class SoftVote(Blender):
         super().fit(P, y)
         self.weights_ = check_weights(self.weights, len(P), f"{self.method_name}.weights")
         return self
-
-    def predict_proba(self, P):
-        self._check_fitted(P)
-        return np.tensordot(self.weights_, P, axes=1)
-
-    def describe(self):
-        return {"weights": self.weights_.round(6).tolist()}
 
 
 @register_blender("hard")

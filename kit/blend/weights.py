@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize
 
-from .base import Blender
+from .base import WeightedMean
 from .metrics import EPS, log_loss_of
 from .registry import register_blender
-from .voting import SoftVote
 
 
 @register_blender("optimized")
-class OptimizedWeights(SoftVote):
+class OptimizedWeights(WeightedMean):
     """Non-negative weights summing to one that minimise the soft vote's log loss on the OOF rows.
 
     The log loss of a weighted mean depends only on each member's probability of the true class,
@@ -23,14 +22,12 @@ class OptimizedWeights(SoftVote):
 
     learns = True
 
-    # predict_proba is the soft vote's, with the fitted weights_
-
     def __init__(self, max_iter: int = 200, tol: float = 1e-9):
         self.max_iter = max_iter
         self.tol = tol
 
     def fit(self, P, y):
-        Blender.fit(self, P, y)
+        super().fit(P, y)
         q = P[:, np.arange(P.shape[1]), y].astype(float)  # (members, rows)
 
         def loss(w):

@@ -72,7 +72,7 @@ def train_recipe(recipe: Recipe, store: Store, reporter: Reporter = SILENT, forc
                                    recipe.cv.folds, recipe.cv.seed)
     except DataError as exc:  # too few images of a class for the recipe's cv.folds
         raise exc.at(recipe.source) from None
-    lock = store.competition_dir(data.name) / "locks" / f"{recipe.name}.lock"
+    lock = store.lock_path(data.name, recipe.name)
     with exclusive(lock, f"model '{recipe.name}'", wait=wait):
         return _train_recipe(recipe, data, inputs, pipeline, folds, store, reporter, force, device, started)
 
