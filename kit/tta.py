@@ -38,14 +38,22 @@ VIEWS = {
     "shift_right": lambda x, s: _shift(x, s, 0),
     "shift_up": lambda x, s: _shift(x, 0, -s),
     "shift_down": lambda x, s: _shift(x, 0, s),
+    # airbench's translations: diagonal, and mirrored too
+    "shift_up_left": lambda x, s: _shift(x, -s, -s),
+    "shift_down_right": lambda x, s: _shift(x, s, s),
+    "hflip_shift_up_left": lambda x, s: _shift(x.flip(-1), -s, -s),
+    "hflip_shift_down_right": lambda x, s: _shift(x.flip(-1), s, s),
 }
 
 SHIFTS = ["shift_left", "shift_right", "shift_up", "shift_down"]
+DIAGONAL_SHIFTS = ["shift_up_left", "shift_down_right", "hflip_shift_up_left", "hflip_shift_down_right"]
 PRESETS = {
     "none": ["identity"],
     "flip": ["identity", "hflip"],
     "shift": ["identity", *SHIFTS],
     "flip_shift": ["identity", "hflip", *SHIFTS],
+    # airbench94's tta_level 2: mirror, and mirror of the image moved diagonally either way (equal weights here)
+    "airbench": ["identity", "hflip", *DIAGONAL_SHIFTS],
 }
 
 
@@ -92,7 +100,7 @@ class TTA:
         if self.views == ("identity",):
             return "none"
         record = {"views": list(self.views)}
-        if any(v in SHIFTS for v in self.views):
+        if any(v in SHIFTS or v in DIAGONAL_SHIFTS for v in self.views):
             record["shift"] = self.shift
         return record
 
