@@ -224,8 +224,8 @@ class AugmentConfig(Strict):
 class TTAConfig(Strict):
     """Test-time augmentation (kit/tta.py): the views averaged for every prediction, held-out fold and test alike."""
 
-    # a preset (none, flip, shift, flip_shift) or view names (identity, hflip, vflip, hvflip, shift_left,
-    # shift_right, shift_up, shift_down); `tta: flip` alone is short for views: flip
+    # a preset (none, flip, shift, flip_shift, airbench) or view names (identity, hflip, vflip, hvflip, shift_left,
+    # shift_right, shift_up, shift_down and the diagonal ones, kit/tta.py); `tta: flip` alone is short for views: flip
     views: str | list[str] = "none"
     # how far the shift views move the image, as a fraction of its side (at least one pixel)
     shift: float = Field(0.0625, gt=0, lt=0.5)

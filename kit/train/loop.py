@@ -86,7 +86,7 @@ def fit(model: nn.Module, train_batches: ArrayBatches, val_batches: ArrayBatches
         reporter.message(f"resuming from the checkpoint after epoch {len(result.history)}")
         reporter.advance(progress_key, len(result.history))
     elif cfg.init_images:  # a resumed model has its data-made weights in the checkpoint already
-        init_from_data(model, train_batches, cfg.init_images)
+        init_from_data(model, train_batches, cfg)
     for epoch in range(len(result.history), cfg.epochs):
         started = time.perf_counter()
         lr = schedule.lr
@@ -122,14 +122,19 @@ def fit(model: nn.Module, train_batches: ArrayBatches, val_batches: ArrayBatches
     return result
 
 
-def init_from_data(model: nn.Module, batches: ArrayBatches, n: int) -> None:
-    """Hand the first `n` training rows (normalised, unaugmented) to every layer with an `init_from_data`."""
+def check_data_init(model: nn.Module, cfg: TrainConfig) -> list[nn.Module]:
+    """The layers that take cfg.init_images (those with an `init_from_data`); RecipeError when there are none."""
     layers = [m for m in model.modules() if hasattr(m, "init_from_data")]
-    if not layers:
+    if cfg.init_images and not layers:
         raise RecipeError(f"train.init_images: no layer of {type(model).__name__} initialises from data "
                           f"(airbench's whitening stem does); remove the field")
-    images = batches.first_images(n)
-    for layer in layers:
+    return layers
+
+
+def init_from_data(model: nn.Module, batches: ArrayBatches, cfg: TrainConfig) -> None:
+    """Hand the first cfg.init_images training rows (normalised, unaugmented) to every layer that asks for data."""
+    images = batches.first_images(cfg.init_images)
+    for layer in check_data_init(model, cfg):
         layer.init_from_data(images)
 
 

@@ -36,7 +36,7 @@ from .batch_augment import plan as plan_batch_augment
 from .batches import Normalizer
 from .checkpoint import EpochCheckpoint
 from .device import DeviceSettings, pick_device
-from .loop import fit, predict_proba
+from .loop import check_data_init, fit, predict_proba
 from .mixing import BatchMixer
 from .resident import batches_for
 
@@ -66,9 +66,12 @@ def train_recipe(recipe: Recipe, store: Store, reporter: Reporter = SILENT, forc
         # the input size and normalisation the model needs, and the network built once (pretrained
         # weights downloaded or read): a bad parameter, size or weights file fails here
         inputs = resolve_input(recipe.model, recipe.image_size, data.image_size[0], data.channels)
-        build_model(recipe.model, data.num_classes, data.channels, inputs.size)
+        check_data_init(build_model(recipe.model, data.num_classes, data.channels, inputs.size), recipe.train)
         # the augmentation pipeline at the cached images' size, tried on a few of them
         pipeline = checked_pipeline(recipe.augment.transforms, data.image_size, data.train_images)
+        if recipe.augment.alternating_flip:  # planned once here, so that a transform it cannot take fails now
+            plan_batch_augment(recipe.augment.transforms, Normalizer([0.0] * data.channels, [1.0] * data.channels, None),
+                               alternating_flip=True)
     except RecipeError as exc:
         raise RecipeError(f"{recipe.source}: {exc}") from None
     try:
@@ -109,12 +112,9 @@ def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, pipeline, folds
                      f"{recipe.train.epochs} epochs, seeds {recipe.train.seeds}) on {settings.device}")
     # flips, shifts and cut-outs run on whole batches on the device (kit/train/batch_augment.py); any
     # other transform runs image by image through albumentations; no transforms: no per-image work at all
-    try:
-        on_batches = (plan_batch_augment(recipe.augment.transforms, normalizer.to(settings.device),
-                                         alternating_flip=recipe.augment.alternating_flip)
-                      if pipeline is not None or recipe.augment.alternating_flip else None)
-    except RecipeError as exc:
-        raise RecipeError(f"{recipe.source}: {exc}") from None
+    on_batches = (plan_batch_augment(recipe.augment.transforms, normalizer.to(settings.device),
+                                     alternating_flip=recipe.augment.alternating_flip)
+                  if pipeline is not None or recipe.augment.alternating_flip else None)
     if recipe.augment.active or manifest["tta"] != "none":
         augment = recipe.augment
         mixing = [f"{name} p {mix.p:g}" for name, mix in (("mixup", augment.mixup), ("cutmix", augment.cutmix)) if mix]
