@@ -60,6 +60,9 @@ def train(
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, or cuda:N.")] = "auto",
     wait: Annotated[bool, typer.Option("--wait", help="If another kit process trains the same model, wait for it "
                                                        "instead of refusing.")] = False,
+    folds: Annotated[Optional[str], typer.Option(
+        help="Train only these folds, comma-separated (0,2); the model is complete once a later run has "
+             "every fold.", show_default=False)] = None,
     store: StoreOption = Path("store"),
 ):
     """Train each recipe k-fold and write its out-of-fold and test predictions to the store.
@@ -74,6 +77,7 @@ def train(
     from .store import Store
     from .train import train_recipe
 
+    only = _fold_list(folds)
     loaded = [load_recipe(p) for p in recipes]  # every recipe checked before any training starts
     names = [r.name for r in loaded]
     if len(set(names)) != len(names):
@@ -81,7 +85,12 @@ def train(
         raise KitError(f"two recipes are both named '{dup}'; give one a different name: field")
     summaries = []
     for recipe in loaded:
-        s = train_recipe(recipe, Store(store), RichReporter(), force=force, device=device, wait=wait)
+        s = train_recipe(recipe, Store(store), RichReporter(), force=force, device=device, wait=wait, folds=only)
+        if s.cv is None:
+            console.print(f"[yellow]{s.model}[/yellow]: {s.folds_trained} folds trained, {s.folds_skipped} in the "
+                          f"store, {s.folds_missing} still to train (kit train without --folds finishes it), "
+                          f"{s.seconds:.1f} s")
+            continue
         summaries.append(s)
         console.print(f"[green]{s.model}[/green]: CV accuracy {s.cv['accuracy']:.4f}, log loss {s.cv['log_loss']:.4f}, "
                       f"{s.folds_trained} folds trained, {s.folds_skipped} skipped, {s.seconds:.1f} s")
@@ -89,6 +98,15 @@ def train(
         console.print(make_table("trained", ["model", "accuracy", "log_loss", "macro_f1", "seconds"],
                                  [[s.model, s.cv["accuracy"], s.cv["log_loss"], s.cv["macro_f1"], s.seconds]
                                   for s in summaries]))
+
+
+def _fold_list(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return sorted({int(part) for part in text.split(",")})
+    except ValueError:
+        raise KitError(f"--folds: expected fold numbers separated by commas (0,2), got '{text}'") from None
 
 
 @app.command()

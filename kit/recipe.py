@@ -45,7 +45,7 @@ from .fileio import stable_hash
 from .schema import Strict, format_validation_error, read_yaml
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "adamax", "rmsprop")
-SCHEDULERS = ("constant", "cosine", "onecycle", "step", "plateau")
+SCHEDULERS = ("constant", "cosine", "onecycle", "step", "plateau", "triangle")
 FINETUNE_MODES = ("full", "linear_probe", "freeze_then_unfreeze", "gradual")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -65,6 +65,19 @@ class OptimizerConfig(Strict):
     weight_decay: float = Field(0.0, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)  # sgd, rmsprop
     nesterov: bool = False  # sgd
+    # sgd, airbench's decoupled form (docs/airbench.md): lr and weight_decay are per this many examples of a
+    # summed loss, and lr is divided by momentum's step gain, so each can be tuned independently of the
+    # batch size and of the others; None: torch's own lr and weight_decay
+    lr_per: int | None = Field(None, gt=0)
+    # the learning rate of normalisation layers' biases is this times the rest's (their weight decay is
+    # scaled down to match, so they decay as much as every other weight); airbench uses 64
+    norm_bias_lr_scale: float = Field(1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _decoupled_is_sgd(self):
+        if self.lr_per is not None and self.name != "sgd":
+            raise ValueError(f"lr_per (decoupled hyper-parameters) is for sgd, not {self.name}")
+        return self
 
 
 class SchedulerConfig(Strict):
@@ -74,6 +87,28 @@ class SchedulerConfig(Strict):
     step_size: int = Field(10, gt=0)  # step: epochs between decays
     gamma: float = Field(0.1, gt=0, le=1)  # step, plateau: decay factor
     patience: int = Field(2, ge=0)  # plateau: epochs without improvement before decaying
+    # triangle (airbench): linear from start_lr_ratio up to the peak at peak_at (a fraction of all steps),
+    # then linear down to min_lr_ratio at the last step
+    start_lr_ratio: float = Field(0.2, ge=0, le=1)
+    peak_at: float = Field(0.23, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _triangle_warms_up_itself(self):
+        if self.name == "triangle" and self.warmup_epochs:
+            raise ValueError("triangle rises to its peak by itself: give peak_at (a fraction of the steps), "
+                             "not warmup_epochs")
+        return self
+
+
+class LookaheadConfig(Strict):
+    """airbench's Lookahead-EMA (kit/train/lookahead.py): every `every` steps from `start_epoch` on, the
+    average moves toward the weights, rho = decay_base ** every * (step / total steps) ** decay_pow, and
+    the weights are set to the average (and again at the end of each epoch)."""
+
+    start_epoch: int = Field(3, ge=0)  # 0-based: the first epoch that averages
+    every: int = Field(5, gt=0)
+    decay_base: float = Field(0.95, gt=0, lt=1)
+    decay_pow: float = Field(3.0, ge=0)
 
 
 class FinetuneConfig(Strict):
@@ -108,6 +143,11 @@ class TrainConfig(Strict):
     # keep an exponential moving average of the weights (timm's ModelEmaV3, with warm-up); validation, the
     # best epoch and the predictions then use the averaged weights
     ema_decay: float | None = Field(None, gt=0, lt=1)
+    # airbench's Lookahead-EMA, which writes the average back into the weights (None: off)
+    lookahead: LookaheadConfig | None = None
+    # layers that initialise from the data (airbench's whitening stem: `init_from_data`) see this many
+    # training images, normalised and unaugmented, before the first step; None: the first batch
+    init_images: int | None = Field(None, gt=0)
     # stop a fold when the validation loss has not improved for this many epochs (None: train every epoch)
     early_stopping: int | None = Field(None, gt=0)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
@@ -127,6 +167,12 @@ class TrainConfig(Strict):
         if isinstance(value, list) and (not value or len(set(value)) != len(value)):
             raise ValueError("a list of seeds must be non-empty and without repeats")
         return value
+
+    @model_validator(mode="after")
+    def _one_average(self):
+        if self.lookahead is not None and self.ema_decay is not None:
+            raise ValueError("ema_decay and lookahead both average the weights; choose one")
+        return self
 
 
 class CVConfig(Strict):
@@ -156,10 +202,14 @@ class AugmentConfig(Strict):
     cutmix: MixConfig | None = None
     # processes augmenting batches (0: in the training process); results are the same for any number
     workers: int = Field(0, ge=0)
+    # airbench's alternating flip: each image is mirrored in exactly every other epoch (which ones is drawn
+    # once per image), on whole batches; takes the place of a random HorizontalFlip
+    alternating_flip: bool = False
 
     @property
     def active(self) -> bool:
-        return bool(self.transforms) or self.mixup is not None or self.cutmix is not None
+        return (bool(self.transforms) or self.mixup is not None or self.cutmix is not None
+                or self.alternating_flip)
 
     @model_validator(mode="after")
     def _one_mix_per_batch(self):
@@ -173,8 +223,8 @@ class AugmentConfig(Strict):
 class TTAConfig(Strict):
     """Test-time augmentation (kit/tta.py): the views averaged for every prediction, held-out fold and test alike."""
 
-    # a preset (none, flip, shift, flip_shift) or view names (identity, hflip, vflip, hvflip, shift_left,
-    # shift_right, shift_up, shift_down); `tta: flip` alone is short for views: flip
+    # a preset (none, flip, shift, flip_shift, airbench) or view names (identity, hflip, vflip, hvflip, shift_left,
+    # shift_right, shift_up, shift_down and the diagonal ones, kit/tta.py); `tta: flip` alone is short for views: flip
     views: str | list[str] = "none"
     # how far the shift views move the image, as a fraction of its side (at least one pixel)
     shift: float = Field(0.0625, gt=0, lt=0.5)
@@ -235,7 +285,26 @@ class Recipe(Strict):
         recipe["tta"] = TTA.from_config(self.tta).record
         if recipe["tta"] == "none":
             del recipe["tta"]
+        _drop_later_defaults(recipe)
         return stable_hash(recipe)
+
+
+# fields added after models were first stored, with their defaults: left out of the hash at those
+# defaults, so that the models keep their hash
+_LATER_DEFAULTS = {
+    ("train", "optimizer", "lr_per"): None, ("train", "optimizer", "norm_bias_lr_scale"): 1.0,
+    ("train", "scheduler", "start_lr_ratio"): 0.2, ("train", "scheduler", "peak_at"): 0.23,
+    ("train", "lookahead"): None, ("train", "init_images"): None, ("augment", "alternating_flip"): False,
+}
+
+
+def _drop_later_defaults(recipe: dict) -> None:
+    for path, default in _LATER_DEFAULTS.items():
+        section = recipe
+        for key in path[:-1]:
+            section = section.get(key, {})
+        if path[-1] in section and section[path[-1]] == default:
+            del section[path[-1]]
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -267,6 +336,9 @@ def recipe_from_dict(data: Any, source: str = "recipe", default_name: str = "") 
         recipe.tta.views = resolve_views(recipe.tta.views)
     except RecipeError as exc:
         raise exc.at(source) from None
+    if recipe.augment.alternating_flip and any("HorizontalFlip" in t for t in recipe.augment.transforms):
+        raise RecipeError(f"{source}: augment.alternating_flip: already mirrors every image in every other epoch; "
+                          f"remove HorizontalFlip from augment.transforms")
     from .models import check_model  # torch-heavy: imported only once a recipe is otherwise valid
 
     try:

@@ -23,14 +23,19 @@ if TYPE_CHECKING:
     import torch
 
 # the views a recipe may name; their tensor operations are in kit/tta_ops.py, imported only to predict
-VIEWS = ("identity", "hflip", "vflip", "hvflip", "shift_left", "shift_right", "shift_up", "shift_down")
+VIEWS = ("identity", "hflip", "vflip", "hvflip", "shift_left", "shift_right", "shift_up", "shift_down",
+         # airbench's translations: diagonal, and mirrored too
+         "shift_up_left", "shift_down_right", "hflip_shift_up_left", "hflip_shift_down_right")
 
 SHIFTS = ["shift_left", "shift_right", "shift_up", "shift_down"]
+DIAGONAL_SHIFTS = ["shift_up_left", "shift_down_right", "hflip_shift_up_left", "hflip_shift_down_right"]
 PRESETS = {
     "none": ["identity"],
     "flip": ["identity", "hflip"],
     "shift": ["identity", *SHIFTS],
     "flip_shift": ["identity", "hflip", *SHIFTS],
+    # airbench94's tta_level 2: mirror, and mirror of the image moved diagonally either way (equal weights here)
+    "airbench": ["identity", "hflip", *DIAGONAL_SHIFTS],
 }
 
 
@@ -77,7 +82,7 @@ class TTA:
         if self.views == ("identity",):
             return "none"
         record = {"views": list(self.views)}
-        if any(v in SHIFTS for v in self.views):
+        if any(v in SHIFTS or v in DIAGONAL_SHIFTS for v in self.views):
             record["shift"] = self.shift
         return record
 

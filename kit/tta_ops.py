@@ -28,6 +28,10 @@ OPS = {
     "shift_right": lambda x, s: _shift(x, s, 0),
     "shift_up": lambda x, s: _shift(x, 0, -s),
     "shift_down": lambda x, s: _shift(x, 0, s),
+    "shift_up_left": lambda x, s: _shift(x, -s, -s),
+    "shift_down_right": lambda x, s: _shift(x, s, s),
+    "hflip_shift_up_left": lambda x, s: _shift(x.flip(-1), -s, -s),
+    "hflip_shift_down_right": lambda x, s: _shift(x.flip(-1), s, s),
 }
 
 

@@ -37,6 +37,16 @@ def test_translations_equal_albumentations_affine(dx, dy, fill):
     assert torch.allclose(ours.apply(normalized(IMAGES), params), normalized(expected), atol=1e-5)
 
 
+@pytest.mark.parametrize("dx, dy", [(0, 0), (2, 0), (0, -2), (-1, 2), (3, -4)])
+def test_reflected_translations_equal_albumentations_affine(dx, dy):
+    """border_mode 4 (cv2's BORDER_REFLECT_101, airbench's reflect padding) on whole batches."""
+    ours = plan([{"Affine": {"translate_px": [-4, 4], "border_mode": 4}}], NORM).ops[0]
+    params = {"dx": torch.full((len(IMAGES),), dx), "dy": torch.full((len(IMAGES),), dy)}
+    reference = A.Affine(translate_px={"x": (dx, dx), "y": (dy, dy)}, border_mode=4, p=1)
+    expected = np.stack([reference(image=im)["image"] for im in IMAGES])
+    assert torch.allclose(ours.apply(normalized(IMAGES), params), normalized(expected), atol=1e-5)
+
+
 def test_cutout_equals_albumentations_coarse_dropout():
     ours = plan([{"CoarseDropout": {"num_holes_range": [1, 2], "hole_height_range": [2, 5],
                                     "hole_width_range": [2, 5], "fill": 40}}], NORM).ops[0]
@@ -72,7 +82,7 @@ def test_parameters_are_drawn_from_albumentations_distributions():
 def test_plan_covers_only_what_it_can_reproduce():
     assert plan(["HorizontalFlip", {"Affine": {"translate_percent": 0.1}}, "CoarseDropout"], NORM) is not None
     assert plan([{"Affine": {"rotate": [-10, 10]}}], NORM) is None  # rotation: albumentations, per image
-    assert plan([{"Affine": {"translate_px": 2, "border_mode": 4}}], NORM) is None  # reflected border
+    assert plan([{"Affine": {"translate_px": 2, "border_mode": 1}}], NORM) is None  # BORDER_REFLECT: edge repeated
     assert plan(["RandomBrightnessContrast"], NORM) is None
     assert plan([{"CoarseDropout": {"fill": "random"}}], NORM) is None
 

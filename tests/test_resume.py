@@ -29,12 +29,26 @@ AUGMENTED = {"transforms": [{"Affine": {"translate_percent": 0.1, "rotate": [-10
 ON_BATCHES = {"transforms": ["light", {"CoarseDropout": {"p": 0.5}}]}
 
 
-@pytest.mark.parametrize("kill_after, augment", [(1, None), (4, None), (1, AUGMENTED), (2, ON_BATCHES)],
-                         ids=["mid-fold-0", "mid-fold-1", "augmented-mixed", "augmented-on-batches"])  # fold 0 done before the 2nd
+# airbench's method (docs/airbench.md): the Lookahead average, the alternating flip's pass count and the
+# data-made whitening filters are part of the resumed state too
+AIRBENCH = {"model": {"arch": "airbench", "params": {"widths": [8, 16, 16], "whiten_bias_epochs": 1}},
+            "train__optimizer": {"name": "sgd", "lr": 11.5, "lr_per": 256, "momentum": 0.85, "nesterov": True,
+                                 "weight_decay": 0.0153, "norm_bias_lr_scale": 64},
+            "train__scheduler": {"name": "triangle"}, "train__lookahead": {"start_epoch": 0, "every": 3},
+            "train__init_images": 300,
+            "augment": {"alternating_flip": True,
+                        "transforms": [{"Affine": {"translate_px": [-1, 1], "border_mode": 4, "p": 1.0}}]}}
+
+
+@pytest.mark.parametrize("kill_after, augment", [(1, None), (4, None), (1, AUGMENTED), (2, ON_BATCHES), (2, AIRBENCH)],
+                         ids=["mid-fold-0", "mid-fold-1", "augmented-mixed", "augmented-on-batches",
+                              "airbench-method"])  # fold 0 done before the 2nd
 def test_resumed_run_equals_uninterrupted_run(workdir, kill_after, augment):
     changes = dict(train__epochs=3, train__scheduler={"name": "cosine"},
                    model={"arch": "vgg_small", "params": {"widths": [8, 16], "dropout": 0.3}})
-    if augment:  # the pipeline's draws and the mixer's are part of the resumed state too
+    if augment is AIRBENCH:
+        changes.update(AIRBENCH)
+    elif augment:  # the pipeline's draws and the mixer's are part of the resumed state too
         changes["augment"] = augment
     store = Store(workdir / "store")
     straight = train_recipe(load_recipe(write_recipe(workdir / "recipes", "straight", **changes)), store)

@@ -73,7 +73,8 @@ def lrs(name, epochs=6, steps=4, val_losses=None, **cfg):
     return out
 
 
-@pytest.mark.parametrize("name", SCHEDULERS)
+# triangle rises by its own shape, without warmup_epochs: tests/test_airbench_method.py
+@pytest.mark.parametrize("name", [s for s in SCHEDULERS if s != "triangle"])
 def test_each_schedule_warms_up_then_follows_its_shape(name):
     values = lrs(name, warmup_epochs=1, step_size=2, gamma=0.5, patience=1)
     assert len(values) == 24 and all(v > 0 for v in values)

@@ -7,7 +7,8 @@ distributions so that the model sees what the per-image albumentations pipeline 
 
     HorizontalFlip, VerticalFlip          flipped with probability p
     Affine with translation only          integer shifts: randint(translate_px) or
-                                          int(uniform(translate_percent) * size), constant fill
+                                          int(uniform(translate_percent) * size), a constant fill
+                                          or border_mode 4 (cv2's BORDER_REFLECT_101, airbench's)
     CoarseDropout with a constant fill    num_holes, sizes (pixels or fractions) and positions as albumentations draws them
 
 The transforms arrive already normalised (x / 255 - mean) / std, so every fill value is mapped
@@ -16,6 +17,11 @@ the normalised albumentations output. The recipe's arguments are parsed by album
 (each transform is instantiated and read back), so defaults and argument forms agree exactly.
 `plan` returns None when any transform is outside this list: then the albumentations pipeline
 runs image by image, as before.
+
+One more op is kit's own (augment.alternating_flip, airbench's): each image is mirrored in exactly
+every other pass, whether in the even or the odd ones drawn once per image from the seed. It needs
+to know which images a batch holds and which pass this is: the batches hand BatchAugment the rows
+and call start_pass() before each pass.
 """
 
 from __future__ import annotations
@@ -23,11 +29,24 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..errors import RecipeError
 from .batches import Normalizer
 
 
-def plan(entries: list, normalizer: Normalizer, seed: int = 0) -> "BatchAugment | None":
-    """A BatchAugment for a recipe's augment.transforms entries ({Name: {args}} or 'Name'), or None."""
+def plan(entries: list, normalizer: Normalizer, seed: int = 0, alternating_flip: bool = False) -> "BatchAugment | None":
+    """A BatchAugment for a recipe's augment.transforms entries ({Name: {args}} or 'Name'), or None.
+
+    With alternating_flip the transforms must all run on batches (RecipeError if not), after the flip."""
+    ops = _plan_transforms(entries, normalizer)
+    if alternating_flip:
+        if ops is None:
+            raise RecipeError("augment.alternating_flip: runs on whole batches, so every one of augment.transforms "
+                              "must too (flips, translation-only Affine, CoarseDropout with a constant fill)")
+        ops = [AlternatingFlip(seed), *ops]
+    return BatchAugment(ops, seed) if ops else None
+
+
+def _plan_transforms(entries: list, normalizer: Normalizer) -> list | None:
     import cv2
 
     from ..augment import CHECK_SIZE, build_transform
@@ -42,12 +61,13 @@ def plan(entries: list, normalizer: Normalizer, seed: int = 0) -> "BatchAugment 
         elif name == "Affine":
             identity = (t.scale == {"x": (1.0, 1.0), "y": (1.0, 1.0)} and tuple(t.rotate) == (0.0, 0.0)
                         and t.shear == {"x": (0.0, 0.0), "y": (0.0, 0.0)} and not t.fit_output)
-            if not identity or t.border_mode != cv2.BORDER_CONSTANT or not _is_number(t.fill):
+            reflect = t.border_mode == cv2.BORDER_REFLECT_101
+            if not identity or not (reflect or t.border_mode == cv2.BORDER_CONSTANT and _is_number(t.fill)):
                 return None
             pixels = t.translate_px is not None
             ranges = t.translate_px if pixels else t.translate_percent
             ops.append(Translate(x=tuple(ranges["x"]), y=tuple(ranges["y"]), pixels=pixels, p=t.p,
-                                 fill=normalizer.fill_value(float(t.fill))))
+                                 fill=None if reflect else normalizer.fill_value(float(t.fill))))
         elif name == "CoarseDropout":
             if not _is_number(t.fill):
                 return None
@@ -55,7 +75,7 @@ def plan(entries: list, normalizer: Normalizer, seed: int = 0) -> "BatchAugment 
                               width=tuple(t.hole_width_range), p=t.p, fill=normalizer.fill_value(float(t.fill))))
         else:
             return None
-    return BatchAugment(ops, seed) if ops else None
+    return ops
 
 
 def _is_number(value) -> bool:
@@ -69,24 +89,36 @@ class BatchAugment:
         self.ops = ops
         self.seed = seed
         self.generators: dict[torch.device, torch.Generator] = {}
+        self.passes = 0  # passes begun (start_pass), for the ops that depend on the epoch
+
+    def start_pass(self) -> None:
+        self.passes += 1
 
     def generator(self, device: torch.device) -> torch.Generator:
         if device not in self.generators:
             self.generators[device] = torch.Generator(device=device).manual_seed(self.seed)
         return self.generators[device]
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, rows: np.ndarray | None = None) -> torch.Tensor:
+        """`rows`: which images the batch holds (the ops that follow an image, AlternatingFlip, need them)."""
         g = self.generator(x.device)
         for op in self.ops:
-            x = op.apply(x, op.draw(len(x), x.shape[-2:], g, x.device))
+            if isinstance(op, AlternatingFlip):
+                params = op.draw_for(rows, self.passes - 1, x.device)
+            else:
+                params = op.draw(len(x), x.shape[-2:], g, x.device)
+            x = op.apply(x, params)
         return x
 
     def state_dict(self) -> dict:
-        return {str(d): g.get_state() for d, g in self.generators.items()}
+        return {"generators": {str(d): g.get_state() for d, g in self.generators.items()}, "passes": self.passes}
 
     def load_state_dict(self, state: dict) -> None:
-        for device, value in state.items():
+        if "generators" not in state:  # a checkpoint from before passes were counted: the generators alone
+            state = {"generators": state, "passes": 0}
+        for device, value in state["generators"].items():
             self.generator(torch.device(device)).set_state(value)
+        self.passes = state["passes"]
 
     def __repr__(self) -> str:
         return f"BatchAugment({self.ops})"
@@ -114,8 +146,36 @@ class Flip:
         return f"Flip({'horizontal' if self.dim == -1 else 'vertical'}, p={self.p})"
 
 
+class AlternatingFlip:
+    """Mirror each image in every other pass: in the odd passes or the even ones, a coin per image."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def starts_flipped(self, rows: np.ndarray) -> np.ndarray:
+        """Whether each image is mirrored in pass 0: a fixed coin per (seed, image), whatever the batch."""
+        # splitmix64 of the row and the seed (uint64 arithmetic wraps), its top bit the coin
+        z = rows.astype(np.uint64) + np.uint64(self.seed * 0x9E3779B97F4A7C15 % 2**64)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return ((z ^ (z >> np.uint64(31))) >> np.uint64(63)).astype(bool)
+
+    def draw_for(self, rows: np.ndarray | None, epoch: int, device) -> dict:
+        if rows is None:
+            raise ValueError("AlternatingFlip needs the batch's rows")
+        flipped = self.starts_flipped(np.asarray(rows)) ^ bool(epoch % 2)
+        return {"apply": torch.from_numpy(flipped).to(device)}
+
+    def apply(self, x, params):
+        return torch.where(params["apply"].view(-1, 1, 1, 1), x.flip(-1), x)
+
+    def __repr__(self):
+        return "AlternatingFlip()"
+
+
 class Translate:
-    """Shift by whole pixels: the content moves right/down by (dx, dy), the uncovered border takes `fill`."""
+    """Shift by whole pixels: the content moves right/down by (dx, dy), the uncovered border takes `fill`
+    (None: the image reflected at its edge, the edge pixel once, as cv2's BORDER_REFLECT_101 and torch's 'reflect')."""
 
     def __init__(self, x: tuple, y: tuple, pixels: bool, p: float, fill: torch.Tensor):
         self.x, self.y, self.pixels, self.p, self.fill = x, y, pixels, p, fill
@@ -137,8 +197,12 @@ class Translate:
         cols = torch.arange(w, device=x.device).view(1, w) - dx.view(n, 1)
         inside = ((rows >= 0) & (rows < h)).view(n, 1, h, 1) & ((cols >= 0) & (cols < w)).view(n, 1, 1, w)
         batch = torch.arange(n, device=x.device).view(n, 1, 1)
+        if self.fill is None:  # reflect: -1 -> 1, h -> h - 2 (shifts are smaller than the image)
+            rows, cols = (h - 1) - ((h - 1) - rows.abs()).abs(), (w - 1) - ((w - 1) - cols.abs()).abs()
         moved = x.permute(0, 2, 3, 1)[batch, rows.clamp(0, h - 1).view(n, h, 1), cols.clamp(0, w - 1).view(n, 1, w)]
         moved = moved.permute(0, 3, 1, 2)
+        if self.fill is None:
+            return moved
         return torch.where(inside, moved, self.fill.to(x.device, x.dtype).view(1, c, 1, 1))
 
     def __repr__(self):

@@ -78,6 +78,8 @@ class ArrayBatches:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self):
+        if self.augment is not None:
+            self.augment.start_pass()
         for rows in self.batch_rows():
             batch = torch.from_numpy(np.ascontiguousarray(self.images[rows]))
             y = None if self.labels is None else torch.from_numpy(self.labels[rows])
@@ -86,8 +88,13 @@ class ArrayBatches:
                 y = None if y is None else y.pin_memory().to(self.device, non_blocking=True)
             x = self.normalizer.normalize(batch)
             if self.augment is not None:
-                x = self.augment(x)
+                x = self.augment(x, rows)
             yield self.normalizer.resize(x), y
+
+    def first_images(self, n: int) -> torch.Tensor:
+        """The first `n` of `indices`' images, normalised and resized, unaugmented, on the device."""
+        rows = self.indices[:n]
+        return self.normalizer(torch.from_numpy(np.ascontiguousarray(self.images[rows])).to(self.device))
 
     def batch_rows(self) -> list[np.ndarray]:
         """This pass's rows, batch by batch (a new shuffle each call when `shuffle`)."""

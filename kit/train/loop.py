@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import RecipeError
 from ..metrics import log_loss
 from ..progress import SILENT, Reporter
 from ..recipe import TrainConfig
@@ -25,8 +26,9 @@ from .checkpoint import EpochCheckpoint, rng_state, set_rng_state
 from .device import DeviceSettings
 from .ema import WeightEMA
 from .finetune import Finetune
+from .lookahead import Lookahead
 from .mixing import BatchMixer
-from .optim import LRSchedule, build_optimizer
+from .optim import LRSchedule, build_optimizer, optimizer_groups
 
 
 @dataclass
@@ -49,15 +51,22 @@ def fit(model: nn.Module, train_batches: ArrayBatches, val_batches: ArrayBatches
     fold stops once the validation loss has not improved for that many epochs. With a
     `checkpoint`, the whole state is saved after every epoch, and a saved state is resumed from.
     With a `mixer`, training batches are mixed (mixup / CutMix) and trained on soft targets.
+    With cfg.lookahead the weights are averaged into themselves on its schedule (kit/train/lookahead.py).
+
+    Layers may take part through two hooks: `init_from_data(images)` is called once before the first
+    step with cfg.init_images normalised training images (airbench's whitening stem computes its
+    filters), and `epoch_start(epoch)` before every epoch (its bias stops training after a few).
     """
     model.to(settings.device)
     if settings.channels_last:
         model.to(memory_format=torch.channels_last)
     finetune = Finetune(model, cfg.finetune)  # may freeze batch norm; decides which stages train when
-    optimizer = build_optimizer(finetune.param_groups(cfg.optimizer.lr), cfg.optimizer)
+    groups = optimizer_groups(model, finetune.param_groups(cfg.optimizer.lr), cfg.optimizer, cfg.batch_size)
+    optimizer = build_optimizer(groups, cfg.optimizer)
     schedule = LRSchedule(optimizer, cfg.scheduler, cfg.epochs, len(train_batches))
     scaler = torch.amp.GradScaler(settings.device.type, enabled=settings.uses_grad_scaler)
     ema = WeightEMA(model, cfg.ema_decay) if cfg.ema_decay else None
+    lookahead = Lookahead(cfg.lookahead, cfg.epochs * len(train_batches)) if cfg.lookahead else None
     step_model = compiled(model, cfg, settings)
     evaluated = ema.module if ema else model
     result, best_state, best_loss = FitResult(), None, math.inf
@@ -66,6 +75,8 @@ def fit(model: nn.Module, train_batches: ArrayBatches, val_batches: ArrayBatches
         parts["ema"] = ema
     if mixer is not None:
         parts["mixer"] = mixer
+    if lookahead is not None:
+        parts["lookahead"] = lookahead
     saved = checkpoint.load() if checkpoint else None
     if saved:
         for name, part in parts.items():
@@ -75,12 +86,18 @@ def fit(model: nn.Module, train_batches: ArrayBatches, val_batches: ArrayBatches
         best_state, best_loss = saved["best_state"], saved["best_loss"]
         reporter.message(f"resuming from the checkpoint after epoch {len(result.history)}")
         reporter.advance(progress_key, len(result.history))
+    elif cfg.init_images:  # a resumed model has its data-made weights in the checkpoint already
+        init_from_data(model, train_batches, cfg)
     for epoch in range(len(result.history), cfg.epochs):
         started = time.perf_counter()
         lr = schedule.lr
         finetune.start_epoch(model, epoch)
+        for module in model.modules():
+            if hasattr(module, "epoch_start"):
+                module.epoch_start(epoch)
         train_loss, train_acc = _train_epoch(step_model, train_batches, optimizer, schedule, scaler, ema, mixer, cfg,
-                                             settings, lambda: reporter.advance(progress_key, 1 / len(train_batches)))
+                                             settings, lambda: reporter.advance(progress_key, 1 / len(train_batches)),
+                                             lookahead, epoch)
         val_probs = predict_proba(evaluated, val_batches, settings)
         val_labels = val_batches.labels[val_batches.indices]
         val_loss = log_loss(val_labels, val_probs)
@@ -106,6 +123,22 @@ def fit(model: nn.Module, train_batches: ArrayBatches, val_batches: ArrayBatches
     return result
 
 
+def check_data_init(model: nn.Module, cfg: TrainConfig) -> list[nn.Module]:
+    """The layers that take cfg.init_images (those with an `init_from_data`); RecipeError when there are none."""
+    layers = [m for m in model.modules() if hasattr(m, "init_from_data")]
+    if cfg.init_images and not layers:
+        raise RecipeError(f"train.init_images: no layer of {type(model).__name__} initialises from data "
+                          f"(airbench's whitening stem does); remove the field")
+    return layers
+
+
+def init_from_data(model: nn.Module, batches: ArrayBatches, cfg: TrainConfig) -> None:
+    """Hand the first cfg.init_images training rows (normalised, unaugmented) to every layer that asks for data."""
+    images = batches.first_images(cfg.init_images)
+    for layer in check_data_init(model, cfg):
+        layer.init_from_data(images)
+
+
 def compiled(model: nn.Module, cfg: TrainConfig, settings: DeviceSettings) -> nn.Module:
     """The module the training steps call: torch.compile'd when the recipe asks and CUDA runs it.
 
@@ -117,7 +150,7 @@ def compiled(model: nn.Module, cfg: TrainConfig, settings: DeviceSettings) -> nn
 
 
 def _train_epoch(model, batches, optimizer, schedule, scaler, ema, mixer, cfg, settings,
-                 on_step) -> tuple[float, float]:
+                 on_step, lookahead=None, epoch=0) -> tuple[float, float]:
     """One pass over `batches`; the caller has put the model in training mode (finetune.start_epoch).
 
     Training accuracy counts a mixed image as its own (first) label."""
@@ -143,10 +176,14 @@ def _train_epoch(model, batches, optimizer, schedule, scaler, ema, mixer, cfg, s
         schedule.step()
         if ema is not None:
             ema.update(module)
+        if lookahead is not None:
+            lookahead.update(module, epoch)
         loss_sum += loss.detach() * len(y)
         correct += (logits.detach().argmax(1) == y).sum()
         seen += len(y)
         on_step()
+    if lookahead is not None:
+        lookahead.epoch_end(module)
     return loss_sum.item() / max(seen, 1), correct.item() / max(seen, 1)
 
 

@@ -1,8 +1,12 @@
 """Optimizers and learning-rate schedules from a recipe's train section.
 
 The schedule is a multiplier on each parameter group's base learning rate, set every step:
-a linear warmup, then constant, cosine, one-cycle's cosine annealing, step decay, or a decay on
-plateaus of the validation loss. One small class, one state to checkpoint.
+a linear warmup, then constant, cosine, one-cycle's cosine annealing, step decay, a decay on
+plateaus of the validation loss, or airbench's triangle. One small class, one state to checkpoint.
+
+Parameter groups (optimizer_groups) carry their own lr and weight decay: normalisation biases may
+learn faster (airbench's bias scaler), and SGD's hyper-parameters may be given in airbench's
+decoupled form, converted here into what torch's SGD expects for kit's mean loss.
 """
 
 from __future__ import annotations
@@ -10,8 +14,48 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _NormBase
 
 from ..recipe import OptimizerConfig, SchedulerConfig
+
+NORM_LAYERS = (_NormBase, nn.GroupNorm, nn.LayerNorm)  # _NormBase: batch and instance norm
+
+
+def norm_biases(model: nn.Module) -> set[int]:
+    """The ids of the normalisation layers' bias parameters."""
+    return {id(m.bias) for m in model.modules() if isinstance(m, NORM_LAYERS) and getattr(m, "bias", None) is not None}
+
+
+def optimizer_groups(model: nn.Module, groups: list[dict], cfg: OptimizerConfig, batch_size: int) -> list[dict]:
+    """`groups` (parameters, maybe their own 'lr') -> groups with the 'lr' and 'weight_decay' torch applies.
+
+    Normalisation biases get their own groups at norm_bias_lr_scale times the lr, their weight decay
+    divided by it: torch's SGD and Adam decay by lr * weight_decay per step, so the decay stays that of
+    every other weight. With cfg.lr_per (airbench's decoupled SGD) cfg.lr and cfg.weight_decay are
+    airbench's, whose loss is summed over the batch and whose torch lr is lr / (lr_per * (1 + 1 / (1 -
+    momentum))): kit's loss is the batch mean, its gradients 1 / batch_size of the sum's, so the
+    torch lr is batch_size times airbench's; the decay per step (lr * weight_decay, airbench's
+    weight_decay * batch_size / that same divisor) then needs a torch weight_decay of
+    cfg.weight_decay / lr, whatever the batch size.
+    """
+    biases = norm_biases(model) if cfg.norm_bias_lr_scale != 1 else set()
+    out = []
+    for group in groups:
+        params = list(group["params"])
+        split = [([p for p in params if id(p) not in biases], 1.0), ([p for p in params if id(p) in biases],
+                                                                    cfg.norm_bias_lr_scale)]
+        for members, scale in split:
+            if not members:
+                continue
+            lr = group.get("lr", cfg.lr) * scale
+            if cfg.lr_per is None:
+                out.append({**group, "params": members, "lr": lr, "weight_decay": cfg.weight_decay / scale})
+            else:
+                step_gain = cfg.lr_per * (1 + 1 / (1 - cfg.momentum))
+                out.append({**group, "params": members, "lr": lr * batch_size / step_gain,
+                            "weight_decay": cfg.weight_decay / lr})
+    return out
 
 
 def build_optimizer(params, cfg: OptimizerConfig) -> torch.optim.Optimizer:
@@ -44,6 +88,11 @@ class LRSchedule:
     def factor(self, t: float) -> float:
         """The lr multiplier at fractional epoch t."""
         cfg, total = self.cfg, float(self.epochs)
+        if cfg.name == "triangle":
+            p, peak = min(t / total, 1.0), cfg.peak_at
+            if p < peak:
+                return cfg.start_lr_ratio + (1 - cfg.start_lr_ratio) * p / peak
+            return 1 + (cfg.min_lr_ratio - 1) * (p - peak) / (1 - peak)
         if cfg.name == "onecycle":
             # Smith & Topin's one-cycle as torch's OneCycleLR: cosine up from lr/25 over the
             # warm-up share (default 30%), then cosine down to lr/25e4

@@ -56,6 +56,8 @@ class ResidentBatches(ArrayBatches):
         self.in_order = not shuffle and augment is None and np.array_equal(self.indices, held)
 
     def __iter__(self):
+        if self.augment is not None:
+            self.augment.start_pass()
         for b, rows in enumerate(self.batch_rows()):
             start = b * self.batch_size
             take = (slice(start, start + len(rows)) if self.in_order
@@ -64,7 +66,7 @@ class ResidentBatches(ArrayBatches):
             if self.device.type == "cuda":
                 x = self.normalizer.normalize(x)
             if self.augment is not None:
-                x = self.augment(x)
+                x = self.augment(x, rows)
             y = None if self.label_data is None else self.label_data[take]
             yield self.normalizer.resize(x), y
 

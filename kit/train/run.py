@@ -36,7 +36,7 @@ from .batch_augment import plan as plan_batch_augment
 from .batches import Normalizer
 from .checkpoint import EpochCheckpoint
 from .device import DeviceSettings, pick_device
-from .loop import fit, predict_proba
+from .loop import check_data_init, fit, predict_proba
 from .mixing import BatchMixer
 from .resident import batches_for
 
@@ -48,13 +48,17 @@ class TrainSummary:
     model_dir: Path
     folds_trained: int
     folds_skipped: int
-    cv: dict  # classification_metrics of the (seed-averaged) out-of-fold predictions
+    cv: dict | None  # classification_metrics of the (seed-averaged) out-of-fold predictions; None while folds are missing
     seconds: float
+    folds_missing: int = 0  # (seed, fold) runs not yet in the store (train_recipe's `folds` left them out)
 
 
 def train_recipe(recipe: Recipe, store: Store, reporter: Reporter = SILENT, force: bool = False,
-                 device: str = "auto", wait: bool = False) -> TrainSummary:
-    """Train every (seed, fold) of `recipe` that the store lacks; one process per model at a time."""
+                 device: str = "auto", wait: bool = False, folds: list[int] | None = None) -> TrainSummary:
+    """Train every (seed, fold) of `recipe` that the store lacks; one process per model at a time.
+
+    `folds`: train only these folds (of every seed); the model stays unfinished (status 'training',
+    no metrics) until a later call has every fold in the store."""
     started = time.perf_counter()
     # everything that can fail on bad input happens before the store is written to
     data = load_competition(recipe.competition_spec, image_size=recipe.image_size, reporter=reporter)
@@ -62,23 +66,32 @@ def train_recipe(recipe: Recipe, store: Store, reporter: Reporter = SILENT, forc
         # the input size and normalisation the model needs, and the network built once (pretrained
         # weights downloaded or read): a bad parameter, size or weights file fails here
         inputs = resolve_input(recipe.model, recipe.image_size, data.image_size[0], data.channels)
-        build_model(recipe.model, data.num_classes, data.channels, inputs.size)
+        check_data_init(build_model(recipe.model, data.num_classes, data.channels, inputs.size), recipe.train)
         # the augmentation pipeline at the cached images' size, tried on a few of them
         pipeline = checked_pipeline(recipe.augment.transforms, data.image_size, data.train_images)
+        if recipe.augment.alternating_flip:  # planned once here, so that a transform it cannot take fails now
+            plan_batch_augment(recipe.augment.transforms, Normalizer([0.0] * data.channels, [1.0] * data.channels, None),
+                               alternating_flip=True)
     except RecipeError as exc:
         raise exc.at(recipe.source) from None
     try:
-        folds = load_or_make_folds(store.competition_dir(data.name), data.train_ids, data.train_labels, data.classes,
+        cv_folds = load_or_make_folds(store.competition_dir(data.name), data.train_ids, data.train_labels, data.classes,
                                    recipe.cv.folds, recipe.cv.seed)
     except DataError as exc:  # too few images of a class for the recipe's cv.folds
         raise exc.at(recipe.source) from None
+    if folds is not None:
+        outside = [k for k in folds if not 0 <= k < cv_folds.n_folds]
+        if outside or not folds:
+            raise RecipeError(f"--folds: {outside[0] if outside else 'nothing'} is not a fold of {recipe.source} "
+                              f"(its cv.folds: 0 to {cv_folds.n_folds - 1})")
     lock = store.lock_path(data.name, recipe.name)
     with exclusive(lock, f"model '{recipe.name}'", wait=wait):
-        return _train_recipe(recipe, data, inputs, pipeline, folds, store, reporter, force, device, started)
+        return _train_recipe(recipe, data, inputs, pipeline, cv_folds, store, reporter, force, device, started, folds)
 
 
 def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, pipeline, folds: Folds, store: Store,
-                  reporter: Reporter, force: bool, device: str, started: float) -> TrainSummary:
+                  reporter: Reporter, force: bool, device: str, started: float,
+                  only_folds: list[int] | None = None) -> TrainSummary:
     store.keep_sample_submission(data.name, data.sample_submission)
     model_dir = store.model_dir(data.name, recipe.name)
     if inputs.mean is not None:  # pretrained weights expect the statistics they were trained with
@@ -99,8 +112,9 @@ def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, pipeline, folds
                      f"{recipe.train.epochs} epochs, seeds {recipe.train.seeds}) on {settings.device}")
     # flips, shifts and cut-outs run on whole batches on the device (kit/train/batch_augment.py); any
     # other transform runs image by image through albumentations; no transforms: no per-image work at all
-    on_batches = (plan_batch_augment(recipe.augment.transforms, normalizer.to(settings.device))
-                  if pipeline is not None else None)
+    on_batches = (plan_batch_augment(recipe.augment.transforms, normalizer.to(settings.device),
+                                     alternating_flip=recipe.augment.alternating_flip)
+                  if pipeline is not None or recipe.augment.alternating_flip else None)
     if recipe.augment.active or manifest.tta != "none":
         augment = recipe.augment
         mixing = [f"{name} p {mix.p:g}" for name, mix in (("mixup", augment.mixup), ("cutmix", augment.cutmix)) if mix]
@@ -113,10 +127,11 @@ def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, pipeline, folds
     for s in recipe.train.seeds:
         for k in range(folds.n_folds):
             if not store.is_fold_done(data.name, recipe.name, s, k):
-                todo.append((s, k))
+                if only_folds is None or k in only_folds:
+                    todo.append((s, k))
             else:  # killed between finishing the fold and removing its checkpoint
                 (store.fold_dir(data.name, recipe.name, s, k) / CHECKPOINT).unlink(missing_ok=True)
-    done = len(recipe.train.seeds) * folds.n_folds - len(todo)
+    done = sum(store.is_fold_done(data.name, recipe.name, s, k) for s in recipe.train.seeds for k in range(folds.n_folds))
     if done:
         reporter.message(f"{recipe.name}: {done} of {done + len(todo)} (seed, fold) runs already in the store, "
                          f"skipped (--force retrains them)")
@@ -133,6 +148,10 @@ def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, pipeline, folds
     finally:
         reporter.finish("train")
 
+    missing = len(recipe.train.seeds) * folds.n_folds - done - len(todo)
+    if missing:  # --folds left some out: no metrics, and model.json still says 'training'
+        return TrainSummary(model=recipe.name, competition=data.name, model_dir=model_dir, folds_trained=len(todo),
+                            folds_skipped=done, cv=None, seconds=time.perf_counter() - started, folds_missing=missing)
     labels = data.train_labels  # the folds' ids are the training ids, in order
     # each seed's folds read once; the model's OOF is their mean, as Store.assemble averages seeds
     seed_oofs = {seed: store.assemble(manifest, seeds=[seed]).oof for seed in recipe.train.seeds}

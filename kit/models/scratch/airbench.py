@@ -1,10 +1,10 @@
 """The network of airbench94 (Keller Jordan 2024): 94% on CIFAR-10 in a few seconds on one GPU.
 
 Kept from airbench: the 2x2 patch-whitening stem whose filters are computed from the data
-(then fixed; its bias trains), identity (dirac) initialised 3x3 convs, batch norm with a fixed
-scale, a high running-statistics momentum and a tiny epsilon, GELU, a global max-pool and
-logits scaled by 1/9. Left to the recipe: its training tricks (label smoothing 0.2, Nesterov
-SGD with a high rate, EMA of weights, flips).
+(then fixed; its bias trains, for the first `whiten_bias_epochs` only when given), identity
+(dirac) initialised 3x3 convs, batch norm with a fixed scale, a high running-statistics momentum
+and a tiny epsilon, GELU, a global max-pool and logits scaled by 1/9. The training method is the
+recipe's (recipes/cifar10/airbench94.yaml, docs/airbench.md).
 """
 
 from __future__ import annotations
@@ -19,17 +19,18 @@ from .layers import Head, ScratchNet, check_widths, pool_if_room
 
 
 class PatchWhitening(nn.Conv2d):
-    """A k x k conv whose filters whiten the k x k patches of the first training batch it sees, then stay fixed.
+    """A k x k conv whose filters whiten the k x k patches of training images, then stay fixed.
 
-    airbench computes them from 5,000 training images before training; computing them from the
-    first batch keeps the net self-contained (no data at build time). The filters come in +/- pairs
+    airbench computes them from 5,000 training images before training: the training loop does so
+    through `init_from_data` when the recipe sets train.init_images; otherwise they come from the
+    first training batch, which keeps the net self-contained. The filters come in +/- pairs
     so that the GELU after them loses nothing. The buffer `whitened` saves the flag with the weights;
     a plain attribute mirrors it so that the forward pass never reads a GPU tensor back to the host.
     """
 
-    def __init__(self, in_ch: int, kernel: int = 2, eps: float = 5e-4):
+    def __init__(self, in_ch: int, kernel: int = 2, eps: float = 5e-4, bias_epochs: int | None = None):
         super().__init__(in_ch, 2 * in_ch * kernel * kernel, kernel, padding=0, bias=True)
-        self.eps = eps
+        self.eps, self.bias_epochs = eps, bias_epochs
         self.weight.requires_grad_(False)
         self.register_buffer("whitened", torch.tensor(False))
         self.is_whitened = False
@@ -38,6 +39,15 @@ class PatchWhitening(nn.Conv2d):
         if self.training and not self.is_whitened:
             self.whiten_from(x)
         return super().forward(x)
+
+    def init_from_data(self, images: torch.Tensor) -> None:
+        """The training loop's hook: whiten from these (normalised) images before the first step."""
+        self.whiten_from(images.to(self.weight.device))
+
+    def epoch_start(self, epoch: int) -> None:
+        """The training loop's hook: the bias trains in the first bias_epochs epochs only."""
+        if self.bias_epochs is not None:
+            self.bias.requires_grad_(epoch < self.bias_epochs)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
@@ -87,12 +97,14 @@ class ConvGroup(nn.Sequential):
 
 @register_model
 def airbench(num_classes: int, in_chans: int, image_size: int, widths: list[int] = (64, 256, 256),
-             whiten_kernel: int = 2, scale: float = 1 / 9) -> nn.Module:
+             whiten_kernel: int = 2, scale: float = 1 / 9, whiten_bias_epochs: int | None = None) -> nn.Module:
     """The fast net of airbench94 (Keller Jordan 2024; 94% on CIFAR-10 in seconds): whitened 2x2 stem, three conv-pool-BN-GELU groups, max-pooled head scaled by 1/9."""
     widths = check_widths(widths, stages=3)
     if not 1 <= whiten_kernel <= image_size:
         raise ValueError(f"whiten_kernel must be between 1 and the image size ({image_size}), got {whiten_kernel}")
-    stem = PatchWhitening(in_chans, whiten_kernel)
+    if whiten_bias_epochs is not None and (not isinstance(whiten_bias_epochs, int) or whiten_bias_epochs < 0):
+        raise ValueError(f"whiten_bias_epochs must be a whole number of epochs (0 or more), got {whiten_bias_epochs}")
+    stem = PatchWhitening(in_chans, whiten_kernel, bias_epochs=whiten_bias_epochs)
     stages = OrderedDict(stem=nn.Sequential(stem, nn.GELU()))
     ch, size = stem.out_channels, image_size - whiten_kernel + 1
     for i, width in enumerate(widths, start=1):
