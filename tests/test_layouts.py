@@ -46,11 +46,20 @@ def test_grayscale_jpegs_with_integer_labels_spelled_as_given(tmp_path):
     assert data.channels == 1
 
 
-def test_a_colour_image_in_a_grayscale_set_is_named_not_converted(tmp_path):
-    competitions.labels_csv(tmp_path, labels=("cat", "dog") * 20, channels=1)
-    competitions.save(tmp_path / "train" / "im1.png", competitions.images(1, channels=3)[0])  # not among the sampled
-    with pytest.raises(DataError, match=r"train/im1.png: a colour image \(RGB\) where the sampled images are grayscale"):
+@pytest.mark.parametrize("odd", ["im0", "im1", "im39", "100"])  # first, unsampled, last training image; a test image
+@pytest.mark.parametrize("most", [1, 3])
+def test_one_image_of_the_other_kind_is_refused_wherever_it_comes(tmp_path, most, odd):
+    # the channels must not depend on the files' order: one colour image among grayscale ones (or the
+    # reverse) is refused the same way whether it is sampled first or found last, naming one of each kind
+    competitions.labels_csv(tmp_path, labels=("cat", "dog") * 20, channels=most)
+    folder = "test" if odd == "100" else "train"
+    competitions.save(tmp_path / folder / f"{odd}.png", competitions.images(1, channels=4 - most)[0])
+    kinds = ("colour", "grayscale") if most == 1 else ("grayscale", "colour")
+    with pytest.raises(DataError, match=rf"a {kinds[0]} image \((RGB|L)\) among {kinds[1]} ones such as "
+                                        rf".*; set channels: 3 in the competition .* or channels: 1") as caught:
         load_competition(LabelsCsvSpec(name="tiny", root=tmp_path))
+    assert f"{folder}/{odd}.png" in str(caught.value)
+    # with channels set, every image is converted to it
     assert load_competition(LabelsCsvSpec(name="tiny", root=tmp_path, channels=1)).train_images.shape[-1] == 1
     assert load_competition(LabelsCsvSpec(name="tiny", root=tmp_path, channels=3)).train_images.shape[-1] == 3
 

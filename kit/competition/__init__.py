@@ -19,7 +19,7 @@ from ..progress import SILENT, Reporter
 from ..schema import format_validation_error, read_yaml
 from .cache import cache_folder, load_or_decode
 from .class_folders import read_class_folders
-from .data import CompetitionData, Listing, sort_classes
+from .data import CompetitionData, Listing, check_label_spelling, sort_classes
 from .decode import decode_image
 from .digits import digits_spec, ensure_digits
 from .labels_csv import read_labels_csv
@@ -101,6 +101,7 @@ def load_competition(spec: CompetitionSpec, image_size: int | None = None, repor
         ensure_digits(spec)
     listing = LAYOUTS[spec.layout].read(spec)
     classes = sort_classes(listing.train_labels)
+    check_label_spelling(classes, listing.labels_source or spec.root)
     label_index = {c: i for i, c in enumerate(classes)}
     labels = np.array([label_index[label] for label in listing.train_labels], dtype=np.int64)
 

@@ -34,7 +34,8 @@ import numpy as np
 from .. import fileio
 from ..errors import DataError
 from ..progress import SILENT, Reporter
-from .decode import DECODE_TASK, GRAY_MODES, MIXED, NEEDS_A_SIZE, MixedSizesError, decode_files, probe_images
+from .decode import (DECODE_TASK, GRAY_MODES, MIXED, NEEDS_A_SIZE, MixedSizesError, decode_files, mixed_channels,
+                     probe_images)
 from .spec import CompetitionSpec, ImageFilesSpec
 
 CACHE_VERSION = 1
@@ -81,7 +82,10 @@ def file_stamps(spec: ImageFilesSpec, train: list[str], test: list[str]) -> tupl
 
 def cache_key(stamps: tuple[bytes, bytes], size: int | None, channels: int | None) -> str:
     """What the cache's content depends on: the ordered files with their sizes and times, and the settings."""
-    h = hashlib.sha256(json.dumps([CACHE_VERSION, size, channels]).encode())
+    # inferred channels once came from a sample of the images, so a colour image among grayscale ones made
+    # the whole set colour when sampled: those caches are not trusted (explicit channels' caches are)
+    inferred = [] if channels is not None else ["channels from every image"]
+    h = hashlib.sha256(json.dumps([CACHE_VERSION, size, channels] + inferred).encode())
     for split in stamps:
         h.update(b"|split|")
         h.update(split)
@@ -131,7 +135,14 @@ def _open_cached(folder: Path, key: str) -> CachedImages | None:
 def _decode(spec: ImageFilesSpec, folder: Path, key: str, train: list[str], test: list[str], size: int | None,
             reporter: Reporter, workers: int | None) -> CachedImages:
     probes = probe_images(train) + probe_images(test, count=4)
-    channels = spec.channels or (3 if any(p.mode not in GRAY_MODES for p in probes) else 1)
+    channels, like = spec.channels, None
+    if channels is None:  # from every image: the sample's kind, and a decoding worker refuses an image of the other
+        colour = [p for p in probes if p.mode not in GRAY_MODES]
+        gray = [p for p in probes if p.mode in GRAY_MODES]
+        if colour and gray:  # named as a worker would: the odd one (the fewer sampled) among the others
+            odd, others = (colour, gray) if len(colour) <= len(gray) else (gray, colour)
+            raise DataError(f"{odd[0].path}: {mixed_channels(odd[0].mode, others[0].path)}")
+        channels, like = (3, colour[0].path) if colour else (1, gray[0].path)
     native = probes[0].size
     if size is None:
         other = next((p for p in probes if p.size != native), None)
@@ -155,8 +166,7 @@ def _decode(spec: ImageFilesSpec, folder: Path, key: str, train: list[str], test
             os.close(fd)
             temporary.append(Path(tmp))
             np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), height, width, channels)).flush()
-            digests += decode_files(Path(tmp), paths, size, channels, native, reporter, workers,
-                                    inferred_gray=spec.channels is None and channels == 1)
+            digests += decode_files(Path(tmp), paths, size, channels, native, reporter, workers, like=like)
         for tmp in temporary:
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())

@@ -13,5 +13,7 @@ from .spec import ClassFoldersSpec
 
 
 def read_class_folders(spec: ClassFoldersSpec) -> Listing:
-    ids, labels, files = class_folder_images(spec.path(spec.train_images), "train_images")
-    return Listing(train_ids=ids, train_labels=labels, train_files=files, **read_test_folder(spec))
+    folder = spec.path(spec.train_images)
+    ids, labels, files = class_folder_images(folder, "train_images")
+    return Listing(train_ids=ids, train_labels=labels, train_files=files, labels_source=folder,
+                   **read_test_folder(spec))

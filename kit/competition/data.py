@@ -21,6 +21,16 @@ def sort_classes(labels) -> list[str]:
         return unique
 
 
+def check_label_spelling(classes: list[str], source) -> None:
+    """Two labels that differ only by spaces around them ('cat' and 'cat ') would silently be two classes."""
+    by_stripped: dict[str, str] = {}
+    for label in classes:
+        other = by_stripped.setdefault(label.strip(), label)
+        if other != label:
+            raise DataError(f"{source}: the labels {other!r} and {label!r} differ only by spaces around them, which "
+                            f"would make them two classes; write each class one way")
+
+
 @dataclass
 class Listing:
     """What a layout's reader finds: ids and labels as the files spell them, and either the images
@@ -35,6 +45,8 @@ class Listing:
     test_files: list[str] | None = None
     # the competition's sample submission, read once (image-file layouts read their test ids from it)
     sample: Sample | None = None
+    # where the training labels are written (a file, or the folder of class folders), for messages
+    labels_source: Path | None = None
 
     def __post_init__(self):
         # one form however the reader made them (numbered rows, CSV text, archive arrays): see text_array
@@ -42,10 +54,16 @@ class Listing:
                                                                             self.test_ids))
 
 
-def array_listing(spec, read_split) -> Listing:
-    """The Listing of an array layout, from its reader of one split: (ids, images, labels or None)."""
-    train_ids, train_images, train_labels = read_split(spec, "train", with_labels=True)
-    test_ids, test_images, _ = read_split(spec, "test", with_labels=False)
+def array_listing(spec, train: tuple, test: tuple, describe=None) -> Listing:
+    """The Listing of an array layout, from its two splits as read: (ids, images, labels or None) each.
+
+    The test images must be shaped like the training images (a network is built for one size and
+    channel count); `describe` says what an images array is in the layout's own terms."""
+    (train_ids, train_images, train_labels), (test_ids, test_images, _) = train, test
+    describe = describe or (lambda images: "images of {}x{} pixels with {} channel(s)".format(*images.shape[1:]))
+    if train_images.shape[1:] != test_images.shape[1:]:
+        raise DataError(f"{spec.path(spec.test)}: {describe(test_images)} where {spec.path(spec.train)} has "
+                        f"{describe(train_images)}; the test images must be shaped like the training images")
     if train_images.shape == test_images.shape and np.array_equal(train_images, test_images):
         raise DataError(f"{spec.path(spec.test)}: the test images are the training images ({spec.path(spec.train)}, "
                         f"row for row); the test set must be the images to predict, not those trained on")
@@ -54,7 +72,7 @@ def array_listing(spec, read_split) -> Listing:
         # the test ids come from the test file; the sample submission must list the same
         check_sample_submission(sample, test_ids)
     return Listing(train_ids=train_ids, train_labels=train_labels, test_ids=test_ids, train_images=train_images,
-                   test_images=test_images, sample=sample)
+                   test_images=test_images, sample=sample, labels_source=spec.path(spec.train))
 
 
 @dataclass

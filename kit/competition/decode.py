@@ -36,6 +36,13 @@ MIXED = "mixed sizes"
 NEEDS_A_SIZE = f"images of {MIXED} need an image_size (in the competition or the recipe) to be resized to"
 
 
+def mixed_channels(mode: str, other: str) -> str:
+    """Why an image of `mode` cannot join images of the other kind, such as the file `other`."""
+    kind, others = ("grayscale", "colour") if mode in GRAY_MODES else ("colour", "grayscale")
+    return (f"a {kind} image ({mode}) among {others} ones such as {other}; set channels: 3 in the competition "
+            f"to decode them all in colour, or channels: 1 for grayscale")
+
+
 def default_workers() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -91,16 +98,17 @@ def upright_size(image: Image.Image) -> tuple[int, int]:
 
 
 def decode_files(target: Path, paths: list[str], size: int | None, channels: int, native: tuple[int, int],
-                 reporter: Reporter = SILENT, workers: int | None = None, inferred_gray: bool = False) -> list[bytes]:
+                 reporter: Reporter = SILENT, workers: int | None = None, like: str | None = None) -> list[bytes]:
     """Decode `paths` into the rows of the .npy file `target`; the hash of each file's bytes, in order.
     Each decoded chunk advances `reporter`'s task DECODE_TASK.
 
     With `size` None every image must be `native` (width, height) pixels; else each is resized to size x size.
-    `inferred_gray`: one channel was chosen because a sample of the images was grayscale, so a colour
-    image is an error rather than silently losing its colour."""
+    `like`: `channels` was inferred from the images, of which `like` is one: an image of the other kind
+    (colour among grayscale, or grayscale among colour) is an error rather than converted, so that
+    the channels never depend on which images came first."""
     workers = default_workers() if workers is None else max(1, workers)
     chunk = int(np.clip(len(paths) // (workers * 16), 64, 2048))
-    tasks = [(str(target), start, paths[start:start + chunk], size, channels, native, inferred_gray)
+    tasks = [(str(target), start, paths[start:start + chunk], size, channels, native, like)
              for start in range(0, len(paths), chunk)]
     digests: list[list[bytes]] = [[] for _ in tasks]
     if workers == 1 or len(paths) < MIN_PARALLEL:
@@ -134,7 +142,7 @@ def _finish(result: tuple[list[bytes], tuple | None], task: tuple) -> list[bytes
 
 
 def decode_chunk(target: str, offset: int, paths: list[str], size: int | None, channels: int,
-                 native: tuple[int, int], inferred_gray: bool = False) -> tuple[list[bytes], tuple | None]:
+                 native: tuple[int, int], like: str | None = None) -> tuple[list[bytes], tuple | None]:
     """Worker: decode `paths` into rows offset.. of `target`; (file hashes, None) or
     (hashes so far, (index, message, whether the image's size is what failed))."""
     out = np.load(target, mmap_mode="r+")
@@ -149,9 +157,8 @@ def decode_chunk(target: str, offset: int, paths: list[str], size: int | None, c
                         width, height = upright_size(image)
                         return digests, (i, f"{width}x{height} pixels where the other images are "
                                             f"{native[0]}x{native[1]}; {NEEDS_A_SIZE}", True)
-                    if inferred_gray and image.mode not in GRAY_MODES:
-                        return digests, (i, f"a colour image ({image.mode}) where the sampled images are grayscale; "
-                                            f"set channels: 3 in the competition (or channels: 1 to convert it)", False)
+                    if like is not None and (image.mode in GRAY_MODES) != (channels == 1):
+                        return digests, (i, mixed_channels(image.mode, like), False)
                     out[offset + i] = to_array(image, size, channels)
             except Exception as exc:  # a damaged file is the user's data, not a bug: report which one
                 return digests, (i, f"not a readable image ({reason(exc)})", False)

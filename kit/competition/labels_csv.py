@@ -22,5 +22,6 @@ def read_labels_csv(spec: LabelsCsvSpec) -> Listing:
     check_unique_ids(ids, path)
     pattern = ImagePattern.parse(spec.root, spec.train_images)
     files = files_for_ids(pattern, list_folder(pattern.folder, "train_images"), ids, path, "train_images")
-    return Listing(train_ids=ids, train_labels=labels, train_files=files, **read_test_folder(spec))
+    return Listing(train_ids=ids, train_labels=labels, train_files=files, labels_source=path,
+                   **read_test_folder(spec))
 

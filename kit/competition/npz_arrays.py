@@ -25,7 +25,8 @@ def read_npz(spec: NpzSpec) -> Listing:
         field = "test_images_key" if test_field == "images_key" else test_field
         raise DataError(f"{spec.path(spec.test)}: the test images are the training images (both splits read "
                         f"'{test_key}', set by {test_field}); name the test split's array with {field}")
-    return array_listing(spec, read_npz_split)
+    return array_listing(spec, read_npz_split(spec, "train", with_labels=True),
+                         read_npz_split(spec, "test", with_labels=False))
 
 
 def read_npz_split(spec: NpzSpec, split: str, with_labels: bool):
@@ -103,8 +104,11 @@ def _images(path: Path, images: np.ndarray) -> np.ndarray:
     if images.dtype.kind not in "iufb":
         raise DataError(f"{path}: images of dtype {images.dtype}; expected numbers")
     values = images.astype(np.float64)
-    low, high = float(np.nanmin(values)), float(np.nanmax(values))
-    if not np.isfinite(values).all() or low < 0 or high > 255:
+    if not np.isfinite(values).all():
+        row = int(np.flatnonzero(~np.isfinite(values).reshape(len(values), -1).all(axis=1))[0])
+        raise DataError(f"{path}: image {row} holds NaN or infinite values; expected 0..255 (or 0..1 as floats)")
+    low, high = float(values.min()), float(values.max())
+    if low < 0 or high > 255:
         raise DataError(f"{path}: image values from {low} to {high}; expected 0..255 (or 0..1 as floats)")
     if images.dtype.kind == "f" and high <= 1.0:
         values = values * 255.0

@@ -74,7 +74,8 @@ class ImageFilesSpec(CompetitionSpec):
 
     # the side every image is resized to when decoded; None: their own size when they share one, else (mixed sizes) the recipe's image_size
     image_size: int | None = Field(None, gt=0)
-    # 1 (grayscale) or 3 (RGB); None: 3 if any of a sample of the images is in colour, else 1
+    # 1 (grayscale) or 3 (RGB), every image converted to it; None: the images' own, which must then be all
+    # grayscale or all colour (a mix is an error naming one of each, whatever their order)
     channels: Literal[1, 3] | None = None
     # where the test images are; their ids come from the sample submission (or the file names without one)
     test_images: ImagePatternText = "test/{id}"
