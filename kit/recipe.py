@@ -271,7 +271,22 @@ class Recipe(Strict):
 
     @property
     def hash(self) -> str:
-        """What decides the model's predictions; a changed hash means a different model."""
+        """What decides the model's predictions; a changed hash means a different model.
+
+        Not where the competition is: its root as spelled ('data/x', '/home/me/data/x', KIT_DATA's) says
+        nothing about the result, and the data itself is the model's data fingerprint, checked beside
+        this hash. Models stored before this had the root in; `legacy_hash` is that form, accepted for them."""
+        recipe = self._hashed()
+        del recipe["competition"]["root"]
+        return stable_hash(recipe)
+
+    @property
+    def legacy_hash(self) -> str:
+        """The hash as kit 0.1.0 computed it: with the competition root as spelled. A store's model of
+        that hash is the same recipe (kit train takes it, and its model.json gets `hash` when next written)."""
+        return stable_hash(self._hashed())
+
+    def _hashed(self) -> dict:
         recipe = self.model_dump(mode="json", exclude={"name", "predict"})
         # augment and tta came after models were first stored: at their defaults they are left out, so
         # those models keep their hash; augment.workers changes how fast, never what is computed
@@ -286,7 +301,7 @@ class Recipe(Strict):
         if recipe["tta"] == "none":
             del recipe["tta"]
         _drop_later_defaults(recipe)
-        return stable_hash(recipe)
+        return recipe
 
 
 # fields added after models were first stored, with their defaults: left out of the hash at those

@@ -70,3 +70,59 @@ def test_recipe_hash_ignores_name_but_not_training(workdir):
     b = load_recipe(write_recipe(workdir / "recipes", "b"))
     c = load_recipe(write_recipe(workdir / "recipes", "c", train__epochs=2))
     assert a.hash == b.hash != c.hash
+
+
+def test_recipe_hash_ignores_how_the_competition_root_is_spelled(workdir, monkeypatch):
+    recipe = write_recipe(workdir / "recipes", "a")
+    absolute = load_recipe(recipe)
+    monkeypatch.setenv("KIT_DATA", "data")
+    relative = load_recipe(recipe)
+    assert str(relative.competition_spec.root) != str(absolute.competition_spec.root)
+    assert relative.hash == absolute.hash
+    assert relative.legacy_hash != absolute.legacy_hash  # the old form had the root in
+
+
+def _train(*args):
+    from typer.testing import CliRunner
+
+    from kit.cli import app
+
+    return CliRunner().invoke(app, ["train", *map(str, args)])
+
+
+def test_the_same_recipe_and_data_by_another_path_is_not_a_changed_recipe(trained_store, workdir, monkeypatch):
+    import json
+
+    recipe = write_recipe(workdir / "recipes", "tiny_vgg")
+    manifest = trained_store / "digits" / "models" / "tiny_vgg" / "model.json"
+    before = manifest.read_bytes()
+    monkeypatch.setenv("KIT_DATA", "data")  # relative, where the store was trained with an absolute path
+    result = _train(recipe)
+    assert result.exit_code == 0, result.output
+    assert "changed" not in result.output
+    # and from another folder, KIT_DATA spelled through it
+    (workdir / "elsewhere").mkdir()
+    monkeypatch.chdir(workdir / "elsewhere")
+    monkeypatch.setenv("KIT_DATA", "../data")
+    result = _train(recipe)
+    assert result.exit_code == 0, result.output
+    assert json.loads(manifest.read_bytes())["recipe_hash"] == json.loads(before)["recipe_hash"]
+
+
+def test_a_model_stored_with_the_old_hash_form_is_still_the_same_recipe(trained_store, workdir):
+    import json
+
+    path = write_recipe(workdir / "recipes", "tiny_vgg")
+    recipe = load_recipe(path)
+    manifest_path = trained_store / "digits" / "models" / "tiny_vgg" / "model.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["recipe_hash"] = recipe.legacy_hash  # as kit 0.1.0 wrote it: the root in the hash
+    manifest_path.write_text(json.dumps(manifest))
+    result = _train(path)
+    assert result.exit_code == 0, result.output
+    assert json.loads(manifest_path.read_text())["recipe_hash"] == recipe.hash  # migrated when next written
+    # a recipe that did change is still refused
+    manifest["recipe_hash"] = "0" * 16
+    manifest_path.write_text(json.dumps(manifest))
+    result = _train(path)
+    assert result.exit_code == 2 and "the recipe changed" in result.output

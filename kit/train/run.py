@@ -99,7 +99,7 @@ def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, pipeline, folds
     else:
         normalizer = Normalizer.from_images(data.train_images, inputs.size)
     manifest = _manifest(recipe, data, folds, store, normalizer)
-    _check_existing(store, manifest, force)
+    _check_existing(store, manifest, force, legacy_recipe_hash=recipe.legacy_hash)
     if force and model_dir.exists():
         shutil.rmtree(model_dir)
     fileio.write_text(model_dir / "recipe.yaml", yaml.safe_dump(recipe.resolved(), sort_keys=False))
@@ -231,11 +231,14 @@ def _manifest(recipe: Recipe, data: CompetitionData, folds: Folds, store: Store,
         kit_version=__version__, created=_now())
 
 
-def _check_existing(store: Store, manifest: Manifest, force: bool) -> None:
-    """Refuse to mix folds of a changed recipe, changed data or changed folds under one name."""
+def _check_existing(store: Store, manifest: Manifest, force: bool, legacy_recipe_hash: str | None = None) -> None:
+    """Refuse to mix folds of a changed recipe, changed data or changed folds under one name.
+    `legacy_recipe_hash`: the recipe's hash in the form of older stores (Recipe.legacy_hash), the same recipe."""
     if force or not store.has_manifest(manifest.competition, manifest.name):
         return
     old = store.manifest(manifest.competition, manifest.name)
+    if old.recipe_hash == legacy_recipe_hash:
+        old.recipe_hash = manifest.recipe_hash
     for key, what in (("recipe_hash", "the recipe"), ("data_fingerprint", "the competition's data"),
                       ("folds_hash", "the folds")):
         if getattr(old, key) != getattr(manifest, key):
