@@ -24,6 +24,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -156,6 +157,12 @@ def _decode(spec: ImageFilesSpec, folder: Path, key: str, train: list[str], test
         raise DataError(f"{folder}: cannot create the image cache ({exc.strerror}); set KIT_CACHE to a writable "
                         f"folder") from None
 
+    need, free = (len(train) + len(test)) * height * width * channels, shutil.disk_usage(folder).free
+    if need > free:  # np.memmap would make a sparse file of any size, and the disk fill up while decoding
+        raise DataError(f"{spec.name}: decoding {len(train) + len(test)} images at {width}x{height} px needs "
+                        f"{need / 2**30:,.1f} GiB for the image cache in {folder}, more than the {free / 2**30:,.1f} "
+                        f"GiB free there; set a smaller image_size (the competition's, or the recipe's for images "
+                        f"of {MIXED}), or KIT_CACHE to a larger disk")
     started = time.perf_counter()
     temporary = []
     reporter.start(DECODE_TASK, f"{spec.name}: decoding {len(train) + len(test)} images", total=len(train) + len(test))

@@ -66,6 +66,12 @@ def _pixel_columns(frame: pd.DataFrame, path, spec: PixelCsvSpec,
     """Every column besides the id and label columns (in `train_columns`' order when given), and the
     side of the square they make."""
     columns = [c for c in frame.columns if c not in (spec.id_column, spec.label_column)]
+    # a column that is not a pixel (pixel0, pixel1, ...) is named rather than the count it puts off
+    others = [c for c in columns if not PIXEL_NAME.fullmatch(c)]
+    shown = ", ".join(f"'{c}'" for c in others[:5]) + (", ..." if len(others) > 5 else "")
+    if others and spec.id_column not in frame.columns:
+        raise DataError(f"{path}: no column '{spec.id_column}' (set by id_column){did_you_mean(spec.id_column, others)}; "
+                        f"the columns that are not pixels are: {shown}")
     if train_columns is not None:
         train_path = spec.path(spec.train)
         if len(columns) != len(train_columns):
@@ -79,12 +85,6 @@ def _pixel_columns(frame: pd.DataFrame, path, spec: PixelCsvSpec,
     side = math.isqrt(len(columns))
     if columns and side * side == len(columns):
         return columns, side
-    # the count is off: name the columns that are not pixels (pixel0, pixel1, ...) rather than the count
-    others = [c for c in columns if not PIXEL_NAME.fullmatch(c)]
-    shown = ", ".join(f"'{c}'" for c in others[:5]) + (", ..." if len(others) > 5 else "")
-    if others and spec.id_column not in frame.columns:
-        raise DataError(f"{path}: no column '{spec.id_column}' (set by id_column){did_you_mean(spec.id_column, others)}; "
-                        f"the columns that are not pixels are: {shown}")
     if others:
         raise DataError(f"{path}: {shown} {'is no pixel column' if len(others) == 1 else 'are no pixel columns'} "
                         f"(pixel0, pixel1, ...) nor the id_column '{spec.id_column}' or the label_column "

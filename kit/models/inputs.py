@@ -9,12 +9,19 @@ With no `image_size` in the recipe:
   - a pretrained timm model gets its pretrained input size (224 for most ImageNet backbones): the
     scale its filters were trained at (give image_size to trade accuracy for speed);
   - anything else keeps the competition's own size, raised to the network's minimum if smaller.
+
+Whatever the size, one batch's activations must fit in the machine's largest memory (its RAM or a
+GPU's): a size that cannot (`image_size: 100000` is terabytes per batch) is refused with the largest
+that could, before anything is allocated or written. The estimate, from the same meta-device run,
+counts each layer's output once: a floor, as autograd keeps at least that much.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import math
+import os
 from dataclasses import dataclass
 
 import torch
@@ -108,8 +115,79 @@ def check_input_size(name: str, params: dict, in_chans: int, image_size: int) ->
                       f"image_size: {minimum} or more (images are upsampled, never padded)")
 
 
-def resolve_input(model_cfg, image_size: int | None, native_size: int, in_chans: int) -> InputSpec:
-    """The input size and normalisation for a recipe's model on a competition whose images are `native_size` px."""
+def activation_elements(name: str, params: dict, in_chans: int, size: int) -> tuple[int, int]:
+    """(every layer's output summed, the largest layer's input plus output) in values, for one size x size
+    image: what training keeps for the backward pass, and what predicting needs at its peak."""
+    return _activation_elements(name, json.dumps(params, sort_keys=True), in_chans, size)
+
+
+@functools.lru_cache(maxsize=64)
+def _activation_elements(name: str, params_json: str, in_chans: int, size: int) -> tuple[int, int]:
+    model = shape_model(name, json.loads(params_json), in_chans, size)
+    total, peak = [in_chans * size * size], [0]
+
+    def count(module, inputs, output):
+        if list(module.children()) or not isinstance(output, torch.Tensor):
+            return  # leaves only: a block's output is its last layer's
+        out = output.numel() // 2
+        total[0] += out
+        peak[0] = max(peak[0], out + sum(i.numel() // 2 for i in inputs if isinstance(i, torch.Tensor)))
+
+    hooks = [m.register_forward_hook(count) for m in model.modules()]
+    try:
+        with torch.no_grad():
+            model(torch.empty(2, in_chans, size, size, device="meta"))  # 2: batch norm refuses a batch of one
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return total[0], peak[0]
+
+
+def largest_memory() -> tuple[int, str] | None:
+    """The bytes of the largest memory a model could train in here (RAM or one GPU), and which; None: unknown."""
+    candidates = []
+    try:
+        candidates.append((os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "RAM"))
+    except (AttributeError, ValueError, OSError):  # Windows has no sysconf
+        pass
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            candidates.append((torch.cuda.get_device_properties(i).total_memory, f"cuda:{i}"))
+    return max(candidates) if candidates else None
+
+
+def check_memory(name: str, params: dict, in_chans: int, size: int, train_batch: int, predict_batch: int,
+                 field: str = "image_size") -> None:
+    """Refuse a size whose one training (or predicting) batch cannot fit in any memory here, saying the largest that can."""
+    memory = largest_memory()
+    if memory is None:
+        return
+    limit, where = memory
+    total, peak = activation_elements(name, params, in_chans, size)
+    need = 4 * max(train_batch * total, predict_batch * peak)  # float32
+    if need <= limit:
+        return
+    # activations grow with the image's area: scale the side by the square root of what is missing
+    largest = max(1, math.floor(size * math.sqrt(limit / need)))
+    raise RecipeError(f"{field}: {size} px would need at least {need / 2**30:,.0f} GiB for one batch of {name}'s "
+                      f"activations (train.batch_size {train_batch}, predict.batch_size {predict_batch}), more "
+                      f"than the {limit / 2**30:,.0f} GiB of this machine's largest memory ({where}); set "
+                      f"image_size: {largest} or less, or smaller batch sizes")
+
+
+def resolve_input(model_cfg, image_size: int | None, native_size: int, in_chans: int,
+                  batch_sizes: tuple[int, int] | None = None) -> InputSpec:
+    """The input size and normalisation for a recipe's model on a competition whose images are `native_size` px.
+
+    `batch_sizes` (training, predicting): the size must also fit one batch in memory (check_memory)."""
+    spec = _resolve_input(model_cfg, image_size, native_size, in_chans)
+    if batch_sizes is not None:
+        field = "image_size" if image_size is not None else f"image_size (none given: {spec.reason})"
+        check_memory(model_cfg.arch, model_cfg.params, in_chans, spec.size, *batch_sizes, field=field)
+    return spec
+
+
+def _resolve_input(model_cfg, image_size: int | None, native_size: int, in_chans: int) -> InputSpec:
     from . import timm_models
 
     name, params = model_cfg.arch, model_cfg.params

@@ -65,7 +65,8 @@ def train_recipe(recipe: Recipe, store: Store, reporter: Reporter = SILENT, forc
     try:
         # the input size and normalisation the model needs, and the network built once (pretrained
         # weights downloaded or read): a bad parameter, size or weights file fails here
-        inputs = resolve_input(recipe.model, recipe.image_size, data.image_size[0], data.channels)
+        inputs = resolve_input(recipe.model, recipe.image_size, data.image_size[0], data.channels,
+                               batch_sizes=(recipe.train.batch_size, recipe.predict.batch_size))
         check_data_init(build_model(recipe.model, data.num_classes, data.channels, inputs.size), recipe.train)
         # the augmentation pipeline at the cached images' size, tried on a few of them
         pipeline = checked_pipeline(recipe.augment.transforms, data.image_size, data.train_images)
