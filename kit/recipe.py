@@ -35,7 +35,7 @@ Unknown keys are errors (they are almost always typos that would otherwise be ig
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, PrivateAttr, SerializeAsAny, ValidationError, field_validator, model_validator
 
@@ -48,6 +48,8 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "adamax", "rmsprop")
 SCHEDULERS = ("constant", "cosine", "onecycle", "step", "plateau", "triangle")
 FINETUNE_MODES = ("full", "linear_probe", "freeze_then_unfreeze", "gradual")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# what NumPy and scikit-learn take as a seed
+Seed = Annotated[int, Field(ge=0, lt=2**32)]
 
 
 class ModelConfig(Strict):
@@ -134,7 +136,7 @@ class TrainConfig(Strict):
     epochs: int = Field(gt=0)
     batch_size: int = Field(64, gt=0)
     # one seed, or several: each seed is trained on every fold and kept as its own run
-    seed: int | list[int] = 0
+    seed: Seed | list[Seed] = 0
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
@@ -177,7 +179,7 @@ class TrainConfig(Strict):
 
 class CVConfig(Strict):
     folds: int = Field(5, ge=2)
-    seed: int = 42
+    seed: Seed = 42
 
 
 class PredictConfig(Strict):
