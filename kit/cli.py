@@ -46,7 +46,10 @@ def exits_cleanly(command):
             error(str(exc))
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            error("interrupted; finished folds are kept in the store, rerun the same command to continue")
+            error("interrupted; finished folds are kept in the store, rerun the same command to continue"
+                  if command.__name__ == "train" else
+                  "interrupted; every file already written is whole (kit writes each one atomically); "
+                  "rerun the same command")
             raise typer.Exit(130) from None
 
     return wrapper

@@ -43,6 +43,11 @@ class SubmissionError(KitError):
     """A submission does not match the competition's sample submission or solution."""
 
 
+class WriteError(KitError):
+    """A file kit writes cannot be written (a full disk, no permission, a folder in its place), or is
+    one kit must not write (a path inside the store given as an output)."""
+
+
 def did_you_mean(name: str, known) -> str:
     """' (did you mean 'x'?)' when a close match exists (the same name in another case first), else ''."""
     import difflib

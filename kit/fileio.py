@@ -8,6 +8,7 @@ temporary file in the same folder, are flushed to disk, and the file is renamed 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -17,23 +18,40 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import WriteError
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb"):
-    """Open a temporary sibling of `path` for writing; rename it over `path` on success."""
+    """Open a temporary sibling of `path` for writing; rename it over `path` on success.
+
+    An OSError on the way (a full disk, no permission, a file where a folder should be) becomes
+    WriteError naming `path`: the temporary file is removed and `path` is as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise write_error(path, exc) from None
         raise
+
+
+def write_error(path: Path, exc: OSError) -> WriteError:
+    """`path` could not be written, in one line: why (the OS's words), and that the old file is whole."""
+    why = exc.strerror or type(exc).__name__
+    hint = "; free some space and rerun" if exc.errno == errno.ENOSPC else ""
+    kept = "it was left as it was" if path.exists() else "nothing was written"
+    return WriteError(f"{path}: cannot be written ({why}); {kept}{hint}")
 
 
 def write_bytes(path, data: bytes) -> None:

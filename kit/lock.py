@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from .errors import StoreError
+from .fileio import write_error
 
 if os.name == "nt":  # pragma: no cover - exercised on Windows only
     import msvcrt
@@ -52,8 +53,12 @@ def holder(path: Path) -> str | None:
 def exclusive(path: Path, what: str, wait: bool = False):
     """Hold an exclusive lock on `path` for the block; StoreError if another process holds it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+", encoding="utf-8") as f:
+    try:  # the store's first write: a read-only store or a full disk fails here, in one line
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(path, "a+", encoding="utf-8")
+    except OSError as exc:
+        raise write_error(path, exc) from None
+    with f:
         if not _try_lock(f, wait):
             f.seek(0)
             holder = f.read().strip() or "another process"

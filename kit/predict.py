@@ -91,6 +91,7 @@ def predict_images(model_dir: Path, images: list[Path], top: int = 5, device: st
     from .train.loop import predict_proba
     from .train.resident import batches_for
 
+    settings = pick_device(device)  # a device this machine lacks: refused before any reading
     model_dir = Path(model_dir)
     manifest = read_manifest(model_dir)
     info = manifest.predict

@@ -18,6 +18,7 @@ from . import fileio
 from .augment import augment_images, checked_pipeline
 from .competition import load_competition
 from .errors import RecipeError
+from .paths import check_output, competition_inputs, store_dir
 from .progress import SILENT, Reporter
 from .recipe import Recipe
 
@@ -42,6 +43,8 @@ def augment_preview(recipe: Recipe, out: Path, n: int = 8, samples: int = 4, see
     """Write the grid for `n` training images (picked at random with `seed`) to `out`; returns `out`."""
     if n < 1 or samples < 1:
         raise RecipeError(f"--n and --samples: expected positive numbers, got {n} and {samples}")
+    # never into the store, nor over (or among) the competition's files: a PNG in its image folders is a new image
+    check_output(out, "--out", store=store_dir(), inputs=competition_inputs(recipe.competition_spec))
     data = load_competition(recipe.competition_spec, image_size=recipe.image_size, reporter=reporter)
     try:
         pipeline = checked_pipeline(recipe.augment.transforms, data.image_size, data.train_images)

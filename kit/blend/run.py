@@ -17,8 +17,8 @@ from typing import Callable
 import numpy as np
 from sklearn.base import clone
 
-from ..errors import BlendError, did_you_mean
-from ..paths import submissions_dir
+from ..errors import BlendError, KitError, did_you_mean
+from ..paths import check_output, competition_inputs, submissions_dir
 from ..progress import SILENT, Reporter
 from ..report import classification_metrics, confusion_matrix, member_correlation, report_dir, write_report
 from ..store import Store
@@ -105,6 +105,9 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
         raise BlendError(f"--pick: '{pick}' is not among the blenders asked for ({', '.join(methods)})"
                          f"{did_you_mean(pick, methods)}")
 
+    if out is not None:  # a path kit must not write fails before any reading
+        check_outputs(store, competition, Path(out))
+
     names, unfinished = select_members(store, competition, models)
     members = load_members(store, competition, names, split_seeds)
     check_compatible(members)
@@ -139,7 +142,7 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
     best = pick or best_blender(blender_metrics, metric)
     test_probs = fitted[best].predict_proba(P_test)
     fmt = submission_format(store.sample_submission(competition), classes)
-    out = Path(out) if out else submissions_dir() / f"{competition}-{best}.csv"
+    out = Path(out) if out else check_outputs(store, competition, submissions_dir() / f"{competition}-{best}.csv")
     submission = write_submission(out, fmt, members[0].test_ids, test_probs, classes)
     report = {"competition": competition, "method": best, "metric": metric, "picked": pick is not None,
               "members": member_metrics, "dropped": dropped, "blend": blender_metrics[best],
@@ -150,6 +153,19 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
               "confusion": confusion_matrix(y, oof[best], classes),
               "correlation": member_correlation(kept, P_oof), "submission": str(submission)}
     return BlendResult(report=report, submission=submission, report_files=write_report(report_dir(out), report))
+
+
+def check_outputs(store: Store, competition: str, out: Path) -> Path:
+    """`out`, refused (WriteError) when it, or the report folder beside it, is a path kit must not write:
+    inside the store, one of the competition's own files (its sample submission, its solution, ...) or
+    a folder (for the report: a file)."""
+    try:
+        inputs = competition_inputs(store.competition_spec(competition))
+    except KitError:  # a store made without recipes (a synthetic one) records no competition files
+        inputs = {}
+    check_output(out, "--out", store=store.root, inputs=inputs)
+    check_output(report_dir(out), "--out's report folder", store=store.root, inputs=inputs, folder=True)
+    return out
 
 
 def tta_warnings(members: list) -> list[str]:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import KitError
+
 
 @dataclass(frozen=True)
 class DeviceSettings:
@@ -40,7 +42,7 @@ def pick_device(name: str = "auto", precision: str = "auto") -> DeviceSettings:
     """'auto' takes CUDA when present; 'cpu' or 'cuda[:i]' force one. `precision`: auto, fp32, bf16 or fp16."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    device = _checked_device(name)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -48,3 +50,22 @@ def pick_device(name: str = "auto", precision: str = "auto") -> DeviceSettings:
         amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return DeviceSettings(device, amp if precision == "auto" else _PRECISIONS[precision], channels_last=True)
     return DeviceSettings(device, None if precision == "auto" else _PRECISIONS[precision], channels_last=False)
+
+
+def _checked_device(name: str) -> torch.device:
+    """torch.device(name), refused in one line (before anything is written) when this machine lacks it."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise KitError(f"--device: '{name}' is not a device kit trains on; expected auto, cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not count:
+            raise KitError(f"--device: '{name}', but this machine has no CUDA device (or PyTorch was built "
+                           f"without CUDA); use --device cpu or auto")
+        if device.index is not None and device.index >= count:
+            raise KitError(f"--device: '{name}', but this machine has {count} CUDA device(s): "
+                           f"cuda:0 to cuda:{count - 1}")
+    return device

@@ -100,6 +100,9 @@ def fit(model: nn.Module, train_batches: ArrayBatches, val_batches: ArrayBatches
                                              lookahead, epoch)
         val_probs = predict_proba(evaluated, val_batches, settings)
         val_labels = val_batches.labels[val_batches.indices]
+        # a diverged epoch stops the fold before its NaN reaches a checkpoint, the history or the store
+        check_finite(np.array([train_loss]), f"epoch {epoch + 1}: the training loss is", cfg)
+        check_finite(val_probs, f"epoch {epoch + 1}: the held-out predictions are", cfg)
         val_loss = log_loss(val_labels, val_probs)
         val_acc = float((val_probs.argmax(1) == val_labels).mean())
         schedule.epoch_end(val_loss)
@@ -121,6 +124,18 @@ def fit(model: nn.Module, train_batches: ArrayBatches, val_batches: ArrayBatches
     if best_state is not None:
         model.load_state_dict(best_state)
     return result
+
+
+class NotFinite(RecipeError):
+    """Training diverged: a loss or a prediction is NaN or infinite (most often a learning rate too high)."""
+
+
+def check_finite(values, what: str, cfg: TrainConfig) -> None:
+    """NotFinite when `values` (a loss, probabilities) hold a NaN or an infinity; `what` ends in its verb
+    ('the training loss is')."""
+    if not np.isfinite(values).all():
+        raise NotFinite(f"{what} not finite (NaN or inf): the training diverged; "
+                        f"lower train.optimizer.lr (now {cfg.optimizer.lr:g})")
 
 
 def check_data_init(model: nn.Module, cfg: TrainConfig) -> list[nn.Module]:

@@ -28,7 +28,8 @@ from ..models import build_model, resolve_input
 from ..progress import SILENT, Reporter
 from ..recipe import Recipe
 from ..report import classification_metrics
-from ..store import CHECKPOINT, MANIFEST, Manifest, PredictInfo, Store
+from ..paths import check_store, competition_inputs
+from ..store import CHECKPOINT, MANIFEST, OOF, PREDICTIONS, TEST, Manifest, PredictInfo, Store, read_npz
 from ..tta import TTA, describe
 from .augmented_batches import AugmentedBatches
 from .batch_augment import BatchAugment
@@ -36,7 +37,7 @@ from .batch_augment import plan as plan_batch_augment
 from .batches import Normalizer
 from .checkpoint import EpochCheckpoint
 from .device import DeviceSettings, pick_device
-from .loop import check_data_init, fit, predict_proba
+from .loop import NotFinite, check_data_init, check_finite, fit, predict_proba
 from .mixing import BatchMixer
 from .resident import batches_for
 
@@ -61,6 +62,8 @@ def train_recipe(recipe: Recipe, store: Store, reporter: Reporter = SILENT, forc
     no metrics) until a later call has every fold in the store."""
     started = time.perf_counter()
     # everything that can fail on bad input happens before the store is written to
+    settings = pick_device(device, recipe.train.precision)
+    check_store(store.root, competition_inputs(recipe.competition_spec))
     data = load_competition(recipe.competition_spec, image_size=recipe.image_size, reporter=reporter)
     try:
         # the input size and normalisation the model needs, and the network built once (pretrained
@@ -75,6 +78,10 @@ def train_recipe(recipe: Recipe, store: Store, reporter: Reporter = SILENT, forc
                                alternating_flip=True)
     except RecipeError as exc:
         raise exc.at(recipe.source) from None
+    if inputs.mean is not None:  # pretrained weights expect the statistics they were trained with
+        normalizer = Normalizer(inputs.mean, inputs.std, inputs.size)
+    else:
+        normalizer = Normalizer.from_images(data.train_images, inputs.size)
     try:
         cv_folds = load_or_make_folds(store.competition_dir(data.name), data.train_ids, data.train_labels, data.classes,
                                    recipe.cv.folds, recipe.cv.seed)
@@ -87,26 +94,30 @@ def train_recipe(recipe: Recipe, store: Store, reporter: Reporter = SILENT, forc
                               f"(its cv.folds: 0 to {cv_folds.n_folds - 1})")
     lock = store.lock_path(data.name, recipe.name)
     with exclusive(lock, f"model '{recipe.name}'", wait=wait):
-        return _train_recipe(recipe, data, inputs, pipeline, cv_folds, store, reporter, force, device, started, folds)
+        return _train_recipe(recipe, data, inputs, normalizer, pipeline, cv_folds, store, reporter, force, settings,
+                             started, folds)
 
 
-def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, pipeline, folds: Folds, store: Store,
-                  reporter: Reporter, force: bool, device: str, started: float,
+def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, normalizer: Normalizer, pipeline, folds: Folds,
+                  store: Store, reporter: Reporter, force: bool, settings: DeviceSettings, started: float,
                   only_folds: list[int] | None = None) -> TrainSummary:
-    store.keep_sample_submission(data.name, data.sample_submission)
     model_dir = store.model_dir(data.name, recipe.name)
-    if inputs.mean is not None:  # pretrained weights expect the statistics they were trained with
-        normalizer = Normalizer(inputs.mean, inputs.std, inputs.size)
-    else:
-        normalizer = Normalizer.from_images(data.train_images, inputs.size)
     manifest = _manifest(recipe, data, folds, store, normalizer)
-    _check_existing(store, manifest, force, legacy_recipe_hash=recipe.legacy_hash)
-    if force and model_dir.exists():
-        shutil.rmtree(model_dir)
-    fileio.write_text(model_dir / "recipe.yaml", yaml.safe_dump(recipe.resolved(), sort_keys=False))
-    store.write_manifest(manifest)
+    was_complete = _check_existing(store, manifest, force, legacy_recipe_hash=recipe.legacy_hash)
+    runs = [(s, k) for s in recipe.train.seeds for k in range(folds.n_folds)]
+    finished = [] if force else [(s, k) for s, k in runs if store.is_fold_done(data.name, recipe.name, s, k)]
+    todo = [(s, k) for s, k in runs if (s, k) not in finished and (only_folds is None or k in only_folds)]
+    for s, k in finished:  # read back before anything is written: a damaged fold refuses the run here
+        _check_fold(store.fold_dir(data.name, recipe.name, s, k))
+    store.keep_sample_submission(data.name, data.sample_submission)
+    if todo or not was_complete:  # a finished model's files are rewritten only when something is trained
+        if force and model_dir.exists():
+            shutil.rmtree(model_dir)
+        fileio.write_text(model_dir / "recipe.yaml", yaml.safe_dump(recipe.resolved(), sort_keys=False))
+        store.write_manifest(manifest)
+    for s, k in finished:  # killed between finishing the fold and removing its checkpoint
+        (store.fold_dir(data.name, recipe.name, s, k) / CHECKPOINT).unlink(missing_ok=True)
 
-    settings = pick_device(device, recipe.train.precision)
     if recipe.image_size is None and inputs.size != data.image_size[0]:
         reporter.message(f"{recipe.name}: inputs resized to {inputs.size} px, {inputs.reason}")
     reporter.message(f"training {recipe.name} ({recipe.model.arch}, {folds.n_folds} folds, "
@@ -124,15 +135,7 @@ def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, pipeline, folds
             where = " (whole batches, on the device)" if on_batches else " (albumentations, image by image)"
         reporter.message(f"{recipe.name}: augmentation {', '.join(next(iter(t)) for t in augment.transforms) or 'none'}"
                          f"{where}{'; ' + ', '.join(mixing) if mixing else ''}; TTA {describe(manifest.tta)}")
-    todo = []
-    for s in recipe.train.seeds:
-        for k in range(folds.n_folds):
-            if not store.is_fold_done(data.name, recipe.name, s, k):
-                if only_folds is None or k in only_folds:
-                    todo.append((s, k))
-            else:  # killed between finishing the fold and removing its checkpoint
-                (store.fold_dir(data.name, recipe.name, s, k) / CHECKPOINT).unlink(missing_ok=True)
-    done = sum(store.is_fold_done(data.name, recipe.name, s, k) for s in recipe.train.seeds for k in range(folds.n_folds))
+    done = len(finished)
     if done:
         reporter.message(f"{recipe.name}: {done} of {done + len(todo)} (seed, fold) runs already in the store, "
                          f"skipped (--force retrains them)")
@@ -149,7 +152,7 @@ def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, pipeline, folds
     finally:
         reporter.finish("train")
 
-    missing = len(recipe.train.seeds) * folds.n_folds - done - len(todo)
+    missing = len(runs) - done - len(todo)
     if missing:  # --folds left some out: no metrics, and model.json still says 'training'
         return TrainSummary(model=recipe.name, competition=data.name, model_dir=model_dir, folds_trained=len(todo),
                             folds_skipped=done, cv=None, seconds=time.perf_counter() - started, folds_missing=missing)
@@ -161,10 +164,11 @@ def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, pipeline, folds
     for seed, oof in seed_oofs.items():
         per_seed[str(seed)] = {k: v for k, v in classification_metrics(labels, oof, data.classes).items()
                                if k in HEADLINE}
-    fileio.write_json(model_dir / "metrics.json", {"cv": cv, "per_seed": per_seed})
-    manifest.status, manifest.finished = "complete", _now()
-    manifest.cv = {k: cv[k] for k in HEADLINE}
-    store.write_manifest(manifest)
+    if todo or not was_complete:  # a rerun of a finished model leaves its files as they are
+        fileio.write_json(model_dir / "metrics.json", {"cv": cv, "per_seed": per_seed})
+        manifest.status, manifest.finished = "complete", _now()
+        manifest.cv = {k: cv[k] for k in HEADLINE}
+        store.write_manifest(manifest)
     return TrainSummary(model=recipe.name, competition=data.name, model_dir=model_dir,
                         folds_trained=len(todo), folds_skipped=done,
                         cv=cv, seconds=time.perf_counter() - started)
@@ -197,12 +201,18 @@ def train_fold(recipe: Recipe, data: CompetitionData, folds: Folds, k: int, seed
                               device)
     fold_dir = store.fold_dir(data.name, recipe.name, seed, k)
     checkpoint = EpochCheckpoint(fold_dir / CHECKPOINT, key=recipe.hash)
-    result = fit(model, train_batches, val_batches, cfg, settings, reporter, progress_key="train", checkpoint=checkpoint,
-                 mixer=mixer)
-    # the held-out fold and the test set through the same views, averaged the same way
-    tta = TTA.from_config(recipe.tta)
-    oof = predict_proba(model, val_batches, settings, tta)
-    test = predict_proba(model, test_batches, settings, tta)
+    where = f"{recipe.source}: seed {seed}, fold {k}"
+    try:
+        result = fit(model, train_batches, val_batches, cfg, settings, reporter, progress_key="train",
+                     checkpoint=checkpoint, mixer=mixer)
+        # the held-out fold and the test set through the same views, averaged the same way
+        tta = TTA.from_config(recipe.tta)
+        oof = predict_proba(model, val_batches, settings, tta)
+        test = predict_proba(model, test_batches, settings, tta)
+        for split, probs in (("held-out", oof), ("test", test)):
+            check_finite(probs, f"best epoch {result.best_epoch + 1}: its {split} predictions are", cfg)
+    except NotFinite as exc:  # nothing of this fold is written: a diverged run leaves no NaN in the store
+        raise exc.at(where) from None
 
     buffer = io.BytesIO()
     torch.save({k_: v.cpu() for k_, v in model.state_dict().items()}, buffer)
@@ -232,11 +242,12 @@ def _manifest(recipe: Recipe, data: CompetitionData, folds: Folds, store: Store,
         kit_version=__version__, created=_now())
 
 
-def _check_existing(store: Store, manifest: Manifest, force: bool, legacy_recipe_hash: str | None = None) -> None:
+def _check_existing(store: Store, manifest: Manifest, force: bool, legacy_recipe_hash: str | None = None) -> bool:
     """Refuse to mix folds of a changed recipe, changed data or changed folds under one name.
-    `legacy_recipe_hash`: the recipe's hash in the form of older stores (Recipe.legacy_hash), the same recipe."""
+    `legacy_recipe_hash`: the recipe's hash in the form of older stores (Recipe.legacy_hash), the same recipe.
+    -> whether the stored model is complete (and is kept as it is)."""
     if force or not store.has_manifest(manifest.competition, manifest.name):
-        return
+        return False
     old = store.manifest(manifest.competition, manifest.name)
     if old.recipe_hash == legacy_recipe_hash:
         old.recipe_hash = manifest.recipe_hash
@@ -247,6 +258,13 @@ def _check_existing(store: Store, manifest: Manifest, force: bool, legacy_recipe
                              f"since model '{manifest.name}' was trained ({getattr(old, key)} -> "
                              f"{getattr(manifest, key)}); rename the model or retrain it with --force")
     manifest.created = old.created or manifest.created
+    return old.complete
+
+
+def _check_fold(fold_dir: Path) -> None:
+    """A finished fold's predictions read back whole (StoreError naming the file otherwise)."""
+    for name in (OOF, TEST):
+        read_npz(fold_dir / name, PREDICTIONS)
 
 
 def _report_fold(reporter: Reporter, name: str, seed: int, k: int, n_folds: int, record: dict) -> None:
