@@ -92,6 +92,8 @@ def main() -> int:
     torch.manual_seed(SEED)
     kit_model = build_model(recipe.model, data.num_classes, data.channels, 32).to(settings.device)
     hand_model = build_model(recipe.model, data.num_classes, data.channels, 32).to(settings.device)
+    if settings.channels_last:  # on a GPU, as airbench94.py (and kit's fit) run it
+        hand_model.to(memory_format=torch.channels_last)
     initial = {k: v.clone() for k, v in kit_model.state_dict().items()}
 
     # --- kit: what kit train builds for a fold ---
@@ -165,7 +167,7 @@ def main() -> int:
             for epoch in range(epochs):
                 whiten.bias.requires_grad = epoch < recipe.model.params["whiten_bias_epochs"]
                 hand_model.train()
-                images = batch_crop(padded, X_train.shape[-1])
+                images = settings.to_device(batch_crop(padded, X_train.shape[-1]))  # channels_last on a GPU
                 if epoch % 2 == 1:
                     images = images.flip(-1)
                 order = torch.randperm(len(images), device=images.device)
