@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.kit-installed
 
-.PHONY: install demo test bench cifar10 clean-store
+.PHONY: install demo test bench gpu-check cifar10 clean-store
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ data/cifar10/trainLabels.csv:
 # kit's training and inference loops against a hand-written PyTorch loop on CIFAR-10 (docs/performance.md)
 bench: cifar10
 	$(BIN)/python bench/throughput.py
+
+# On a machine with a GPU, in at most 8 minutes: the CUDA tests, both benchmarks on CUDA and airbench94's
+# fold 0, as one table written to $$OUT or bench/results/ (docs/performance.md); exit 2 without CUDA
+gpu-check: cifar10
+	$(BIN)/python bench/gpu_check.py
 
 clean-store:
 	rm -rf store submissions/*.csv submissions/*.report

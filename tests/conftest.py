@@ -108,3 +108,15 @@ def few_epochs_store(workdir, _few_epochs_template) -> Path:
     target = workdir / "store"
     shutil.copytree(_few_epochs_template, target)
     return target
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cuda` run on a real GPU only: skipped, with the reason, where torch sees none."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a real CUDA device (make gpu-check runs these: pytest -m cuda)")
+    for item in items:
+        if item.get_closest_marker("cuda"):
+            item.add_marker(skip)

@@ -21,18 +21,19 @@ from tests.conftest import write_recipe
 runner = CliRunner()
 
 
-def test_whitening_from_data_makes_the_patches_covariance_the_identity():
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def test_whitening_from_data_makes_the_patches_covariance_the_identity(device):
     rng = np.random.default_rng(0)
     # correlated channels and neighbouring pixels, so that the patches are far from white to begin with
     base = rng.normal(size=(200, 3, 12, 12))
     images = np.einsum("nchw,dc->ndhw", base, np.array([[1, 0, 0], [.8, .6, 0], [.5, .4, .3]]))
     images = images + 0.7 * np.roll(images, 1, axis=-1)
-    stem = PatchWhitening(3, kernel=2, eps=1e-8)
-    stem.init_from_data(torch.tensor(images, dtype=torch.float32))
+    stem = PatchWhitening(3, kernel=2, eps=1e-8).to(device)
+    stem.init_from_data(torch.tensor(images, dtype=torch.float32, device=device))
     # the patches again, another way: numpy's sliding windows, flattened channel-major like the filters
     windows = np.lib.stride_tricks.sliding_window_view(images, (2, 2), axis=(2, 3))  # n c h' w' 2 2
     patches = windows.transpose(0, 2, 3, 1, 4, 5).reshape(-1, 12)
-    filters = stem.weight.detach().double().numpy().reshape(24, 12)
+    filters = stem.weight.detach().cpu().double().numpy().reshape(24, 12)
     assert np.allclose(filters[12:], -filters[:12])  # the +/- pairs
     whitened = patches @ filters[:12].T
     covariance = whitened.T @ whitened / len(whitened)  # airbench's (uncentred) second moment
@@ -182,6 +183,15 @@ def test_tiny_airbench_trains_fold_by_fold_then_completes(workdir):
     assert "1 folds trained, 1 skipped" in second.output
     manifest = json.loads((model_dir / "model.json").read_text())
     assert manifest["status"] == "complete" and manifest["cv"]["accuracy"] > 0.5
+
+
+@pytest.mark.cuda
+def test_tiny_airbench_trains_on_a_real_gpu(workdir):
+    path = write_recipe(workdir / "recipes", "airbench", **AIRBENCH)
+    result = runner.invoke(app, ["train", str(path), "--folds", "0", "--device", "cuda"])
+    assert result.exit_code == 0, result.output
+    fold0 = json.loads((workdir / "store" / "digits" / "models" / "airbench" / "seed0" / "fold0" / "fold.json").read_text())
+    assert fold0["device"].startswith("cuda") and fold0["val_acc"] > 0.5  # as on the CPU, under bf16 autocast
 
 
 @pytest.mark.parametrize("folds, fragment", [("7", "--folds: 7 is not a fold of"), ("0,x", "--folds: expected fold numbers")])

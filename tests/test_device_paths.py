@@ -1,7 +1,9 @@
 """The fast paths: resident batches equal gathered ones, and the CUDA switches are taken exactly when CUDA is there.
 
-No GPU here: CUDA is faked where only the decision is under test (which settings, whether torch.compile
-is called); everything that computes runs on the CPU.
+Without a GPU, CUDA is faked where only the decision is under test (which settings, whether torch.compile
+is called) and everything that computes runs on the CPU. The tests marked `cuda` run the same paths on a
+real GPU (skipped without one; `make gpu-check` runs them): its settings, its resident and gathered
+batches, the batch augmentation, fit under autocast and torch.compile, and predictions with TTA.
 """
 
 import numpy as np
@@ -14,8 +16,9 @@ from kit.train import resident
 from kit.train.batch_augment import plan
 from kit.train.batches import ArrayBatches, Normalizer
 from kit.train.device import DeviceSettings, pick_device
-from kit.train.loop import compiled, fit
+from kit.train.loop import compiled, fit, predict_proba
 from kit.train.resident import ResidentBatches, batches_for
+from kit.tta import TTA, resolve_views
 
 CPU = torch.device("cpu")
 
@@ -129,3 +132,75 @@ def test_a_compile_recipe_trains_eagerly_on_the_cpu(monkeypatch):
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 4))
     result = fit(model, train, val, TrainConfig(epochs=1, compile=True), DeviceSettings(CPU, None, False))
     assert len(result.history) == 1
+
+
+# ---- on a real GPU ----
+
+def small_cnn(classes=4):
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+                               torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, classes))
+
+
+@pytest.mark.cuda
+def test_a_real_gpu_gets_autocast_channels_last_and_tf32():
+    settings = pick_device("auto")
+    assert settings.device.type == "cuda" and settings.channels_last
+    assert settings.amp_dtype == (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    assert torch.backends.cudnn.benchmark and torch.backends.cuda.matmul.allow_tf32
+
+
+@pytest.mark.cuda
+def test_batches_on_a_gpu_equal_the_cpus():
+    images, labels = images_and_labels()
+    normalizer = Normalizer.from_images(images, 16)
+    rows = np.random.default_rng(1).permutation(50)[:40]
+    options = dict(shuffle=True, seed=3, drop_last=True)
+    on_cpu = ResidentBatches(images, labels, rows, 16, normalizer, CPU, **options)
+    resident_gpu = ResidentBatches(images, labels, rows, 16, normalizer, torch.device("cuda"), **options)  # uint8 there
+    gathered_gpu = ArrayBatches(images, labels, rows, 16, normalizer, device="cuda", **options)  # pinned, non-blocking
+    for (x, y), (xr, yr), (xg, yg) in zip(on_cpu, resident_gpu, gathered_gpu, strict=True):
+        assert xr.is_cuda and xg.is_cuda and yr.is_cuda and yg.is_cuda
+        assert torch.allclose(xr.cpu(), x, atol=1e-5) and torch.allclose(xg.cpu(), x, atol=1e-5)
+        assert torch.equal(yr.cpu(), y) and torch.equal(yg.cpu(), y)
+
+
+@pytest.mark.cuda
+def test_batch_augmentation_computes_the_same_on_a_gpu():
+    images, _ = images_and_labels(32)
+    normalizer = Normalizer.from_images(images, None)
+    x = normalizer(images)
+    augment = plan(resolve_transforms(["light", "CoarseDropout"]), normalizer, seed=5)
+    g = torch.Generator().manual_seed(0)
+    for op in augment.ops:  # the same draws applied on both devices
+        params = op.draw(len(x), x.shape[-2:], g, CPU)
+        on_gpu = op.apply(x.cuda(), {k: v.cuda() for k, v in params.items()})
+        assert on_gpu.is_cuda and torch.allclose(on_gpu.cpu(), op.apply(x, params), atol=1e-6), op
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("compile_", [False, True], ids=["eager", "compiled"])
+def test_fit_trains_on_a_gpu_under_autocast(compile_):
+    images, labels = images_and_labels(128)
+    normalizer = Normalizer.from_images(images, None)
+    settings = pick_device("cuda")
+    train = batches_for(images, labels, np.arange(96), 32, normalizer, settings.device, shuffle=True, drop_last=True)
+    val = batches_for(images, labels, np.arange(96, 128), 32, normalizer, settings.device)
+    model = small_cnn()
+    result = fit(model, train, val, TrainConfig(epochs=2, compile=compile_), settings)
+    assert len(result.history) == 2 and all(np.isfinite(h["val_loss"]) for h in result.history)
+    assert model[0].weight.is_cuda and model[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.cuda
+def test_predictions_with_tta_on_a_gpu_equal_the_cpus():
+    images, labels = images_and_labels(40)
+    normalizer = Normalizer.from_images(images, None)
+    tta = TTA(tuple(resolve_views("airbench")), shift=0.125)  # mirror and shifts
+    cpu_model, gpu_model = small_cnn().eval(), small_cnn().eval()
+    gpu = DeviceSettings(torch.device("cuda"), None, channels_last=True)  # fp32: comparable to the CPU's
+    on_cpu = predict_proba(cpu_model, batches_for(images, labels, np.arange(40), 16, normalizer, CPU),
+                           DeviceSettings(CPU, None, False), tta)
+    on_gpu = predict_proba(gpu_model.cuda().to(memory_format=torch.channels_last),
+                           batches_for(images, labels, np.arange(40), 16, normalizer, gpu.device), gpu, tta)
+    assert on_gpu.shape == on_cpu.shape == (40, 4) and np.allclose(on_gpu, on_cpu, atol=1e-3)
