@@ -100,6 +100,8 @@ def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, pipeline, folds
         normalizer = Normalizer.from_images(data.train_images, inputs.size)
     manifest = _manifest(recipe, data, folds, store, normalizer)
     _check_existing(store, manifest, force)
+    if not force:  # a damaged finished fold is refused before anything is written, never skipped
+        store.check_done_folds(manifest)
     if force and model_dir.exists():
         shutil.rmtree(model_dir)
     fileio.write_text(model_dir / "recipe.yaml", yaml.safe_dump(recipe.resolved(), sort_keys=False))
