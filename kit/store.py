@@ -45,6 +45,7 @@ MANIFEST = "model.json"
 #: a finished fold's files, in the order they are written: fold.json last, as the 'done' mark
 FOLD_FILES = ("oof.npz", "test.npz", "history.csv", "weights.pt", "fold.json")
 OOF, TEST, HISTORY, WEIGHTS, DONE = FOLD_FILES
+PREDICTION_FILES = (OOF, TEST)
 CHECKPOINT = "checkpoint.pt"  # only while the fold trains
 PREDICTIONS = ("ids", "probs")  # the arrays in oof.npz and test.npz
 # the states a manifest's status holds: "training" from before the first fold, "complete" after the last
@@ -315,7 +316,8 @@ class Store:
             oof = np.full((len(folds.ids), n_classes), np.nan, dtype=np.float32)
             for k in range(folds.n_folds):
                 d = self.fold_dir(competition, model, seed, k)
-                is_fold_done(d)  # a done fold's files are the ones it finished with
+                if (d / DONE).is_file():  # the files it finished with: the predictions by their sha256
+                    check_fold(d, hashed=PREDICTION_FILES)
                 fold_oof = read_predictions(d / OOF, n_classes)
                 fold_test = read_predictions(d / TEST, n_classes)
                 oof[held_out_rows(d / OOF, fold_oof["ids"], folds, k, row_of)] = fold_oof["probs"]
@@ -389,9 +391,9 @@ def is_fold_done(fold_dir: Path) -> bool:
     return True
 
 
-def check_fold(fold_dir: Path, deep: bool = False) -> None:
-    """A done fold's files as its fold.json recorded them: each present and of its size (`deep`: of its
-    sha256 too). A fold.json of an older kit, which recorded neither, vouches for oof.npz and test.npz
+def check_fold(fold_dir: Path, hashed: tuple[str, ...] = ()) -> None:
+    """A done fold's files as its fold.json recorded them: each present and of its size, and those
+    `hashed` of its sha256 too (what is read whole anyway: a cheap check for what is only skipped). A fold.json of an older kit, which recorded neither, vouches for oof.npz and test.npz
     being present; every archive (.npz, .pt) must end in a whole zip directory."""
     fold_dir = Path(fold_dir)
     record = read_json(fold_dir / DONE)
@@ -407,7 +409,7 @@ def check_fold(fold_dir: Path, deep: bool = False) -> None:
         if expected.get("bytes") not in (None, size):
             raise StoreError(f"{path}: {size} bytes, but {DONE} recorded {expected['bytes']} when the fold finished "
                              f"(truncated or replaced); {retrain_fold(fold_dir)}")
-        if deep and expected.get("sha256") not in (None, sha256_of(path)):
+        if name in hashed and expected.get("sha256") not in (None, sha256_of(path)):
             raise StoreError(f"{path}: its content changed since the fold finished (its sha256 is not the one "
                              f"{DONE} recorded); {retrain_fold(fold_dir)}")
         if path.suffix in (".npz", ".pt"):
@@ -565,5 +567,5 @@ def verify_model(model_dir: Path) -> list[str]:
         elif path.suffix in (".csv", ".yaml"):
             readable(path, lambda p: p.read_text(encoding="utf-8"))
     for done in sorted(Path(model_dir).rglob(DONE)):
-        readable(done.parent, lambda d: check_fold(d, deep=True))
+        readable(done.parent, lambda d: check_fold(d, hashed=FOLD_FILES))
     return problems
