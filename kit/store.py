@@ -14,7 +14,7 @@
           history.csv                     per-epoch losses, accuracies, lr, seconds
           weights.pt                      the best epoch's state dict
           checkpoint.pt                   while the fold trains: the state after the last epoch
-          fold.json                       written last: the fold is done
+          fold.json                       written last: the fold is done, and each file's size and sha256
 
 Every file is written atomically (fileio), so a killed run leaves whole files or none.
 """
@@ -23,16 +23,20 @@ from __future__ import annotations
 
 import csv
 import fnmatch
+import hashlib
+import io
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from . import fileio
-from .errors import StoreError, did_you_mean
+from .errors import StoreError, did_you_mean, reason
 from .folds import Folds, read_folds
 from .lock import holder
 from .schema import format_validation_error
@@ -41,10 +45,14 @@ MANIFEST = "model.json"
 #: a finished fold's files, in the order they are written: fold.json last, as the 'done' mark
 FOLD_FILES = ("oof.npz", "test.npz", "history.csv", "weights.pt", "fold.json")
 OOF, TEST, HISTORY, WEIGHTS, DONE = FOLD_FILES
+PREDICTION_FILES = (OOF, TEST)
 CHECKPOINT = "checkpoint.pt"  # only while the fold trains
 PREDICTIONS = ("ids", "probs")  # the arrays in oof.npz and test.npz
 # the states a manifest's status holds: "training" from before the first fold, "complete" after the last
 STATUSES = ("training", "complete")
+#: how far a row of probabilities may sum from 1 (float32 softmax, averaged over TTA views and seeds,
+#: is off by about 1e-6) and a probability may lie outside [0, 1]
+PROBABILITY_TOLERANCE = 1e-3
 
 
 class Record(BaseModel):
@@ -77,9 +85,9 @@ class Manifest(Record):
     data_fingerprint: str
     folds_file: str  # relative to the competition's folder
     folds_hash: str
-    n_folds: int
-    seeds: list[int]
-    classes: list[str]
+    n_folds: Annotated[StrictInt, Field(ge=2)]
+    seeds: Annotated[list[StrictInt], Field(min_length=1)]
+    classes: Annotated[list[str], Field(min_length=1)]
     test_ids_hash: str
     image_size: int | None = None
     tta: str | dict = "none"  # models trained before TTA predicted plainly
@@ -87,7 +95,8 @@ class Manifest(Record):
     kit_version: str | None = None
     created: str | None = None
     finished: str | None = None
-    cv: dict[str, float] | None = None  # the headline metrics, once every fold is done
+    # the headline metrics, once every fold is done; a NaN is a failed run, never a score
+    cv: dict[str, Annotated[float, Field(allow_inf_nan=False)]] | None = None
 
     @property
     def complete(self) -> bool:
@@ -176,7 +185,16 @@ class Store:
             known = self.model_names(competition)
             raise StoreError(f"{self.root}: no model '{model}' in competition '{competition}'"
                              f"{did_you_mean(model, known)}; models: {', '.join(known) or 'none yet (run kit train)'}")
-        return read_manifest(self.model_dir(competition, model))
+        manifest = read_manifest(self.model_dir(competition, model))
+        path = self.model_dir(competition, model) / MANIFEST
+        if manifest.competition != competition:
+            raise StoreError(f"{path}: a model of competition '{manifest.competition}', not of '{competition}' whose "
+                             f"folder holds it (copied from another competition?); its predictions are of "
+                             f"'{manifest.competition}''s images: move it to {self.competition_dir(manifest.competition)}/models/")
+        if manifest.name != model:
+            raise StoreError(f"{path}: name '{manifest.name}', but its folder is '{model}' (copied or renamed?); "
+                             f"rename the folder back to '{manifest.name}', or set name: '{model}' in the file")
+        return manifest
 
     def write_manifest(self, manifest: Manifest) -> None:
         write_manifest(self.model_dir(manifest.competition, manifest.name), manifest)
@@ -193,13 +211,16 @@ class Store:
         `weights`: the serialised state dict (the store never imports torch); `history` (one dict
         per epoch) and `weights` are absent from synthetic stores, which only blend."""
         d = self.fold_dir(competition, model, seed, fold)
-        fileio.write_npz(d / OOF, ids=oof_ids, probs=oof)
-        fileio.write_npz(d / TEST, ids=test_ids, probs=test)
+        contents = {OOF: npz_bytes(ids=oof_ids, probs=oof), TEST: npz_bytes(ids=test_ids, probs=test)}
         if history is not None:
-            fileio.write_csv(d / HISTORY, pd.DataFrame(history))
+            contents[HISTORY] = pd.DataFrame(history).to_csv(index=False).encode("utf-8")
         if weights is not None:
-            fileio.write_bytes(d / WEIGHTS, weights)
-        fileio.write_json(d / DONE, record)
+            contents[WEIGHTS] = weights
+        for name, data in contents.items():
+            fileio.write_bytes(d / name, data)
+        # what the done mark vouches for: checked (by size) before a finished fold is skipped or read
+        files = {name: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()} for name, data in contents.items()}
+        fileio.write_json(d / DONE, {**record, "files": files})
         return d
 
     def weights_files(self, manifest: Manifest) -> list[Path]:
@@ -273,12 +294,15 @@ class Store:
         return self.assemble(manifest, seeds=seeds)
 
     def assemble(self, manifest: Manifest, seeds: list[int] | None = None) -> Member:
-        """Stitch a model's per-fold files together (all its seeds averaged, or just `seeds`)."""
+        """Stitch a model's per-fold files together (all its seeds averaged, or just `seeds`), each
+        fold's files checked against its done mark and its probabilities checked (read_predictions)."""
         competition, model = manifest.competition, manifest.name
         folds = self.folds(manifest)
         if folds.hash != manifest.folds_hash:
             raise StoreError(f"{folds.path}: the folds changed since '{model}' was trained "
-                             f"(hash {folds.hash}, model recorded {manifest.folds_hash})")
+                             f"(hash {folds.hash}, model recorded {manifest.folds_hash}); restore the file, "
+                             f"or retrain the model with --force")
+        check_folds_fit(manifest, folds, self.model_dir(competition, model) / MANIFEST)
         row_of = {id_: i for i, id_ in enumerate(folds.ids)}
         n_classes = len(manifest.classes)
         oof_runs, test_runs, test_ids = [], [], None
@@ -286,21 +310,54 @@ class Store:
             oof = np.full((len(folds.ids), n_classes), np.nan, dtype=np.float32)
             for k in range(folds.n_folds):
                 d = self.fold_dir(competition, model, seed, k)
-                fold_oof = read_npz(d / OOF, PREDICTIONS)
-                fold_test = read_npz(d / TEST, PREDICTIONS)
-                rows = [row_of.get(i, -1) for i in fold_oof["ids"]]
-                expected = set(np.flatnonzero(folds.fold == k))
-                if -1 in rows or set(rows) != expected or fold_oof["probs"].shape != (len(rows), n_classes):
-                    raise StoreError(f"{d / OOF}: its rows are not fold {k}'s held-out images; retrain with --force")
-                oof[rows] = fold_oof["probs"]
+                if (d / DONE).is_file():  # the files it finished with: the predictions by their sha256
+                    check_fold(d, hashed=PREDICTION_FILES)
+                fold_oof = read_predictions(d / OOF, n_classes)
+                fold_test = read_predictions(d / TEST, n_classes)
+                oof[held_out_rows(d / OOF, fold_oof["ids"], folds, k, row_of)] = fold_oof["probs"]
                 if test_ids is None:
                     test_ids = fold_test["ids"]
+                    if fileio.array_hash(test_ids) != manifest.test_ids_hash:
+                        raise StoreError(f"{d / TEST}: its test ids are not the ones '{model}' recorded in its "
+                                         f"{MANIFEST} (other ids, or in another order); {retrain_fold(d)}")
                 elif not np.array_equal(test_ids, fold_test["ids"]):
-                    raise StoreError(f"{d / TEST}: its test ids differ from fold 0's; retrain with --force")
+                    raise StoreError(f"{d / TEST}: its test ids differ from fold 0's (other ids, or in another "
+                                     f"order); {retrain_fold(d)}")
                 test_runs.append(fold_test["probs"])
             oof_runs.append(oof)
         return Member(name=model, manifest=manifest, oof=np.mean(oof_runs, axis=0),
                       test=np.mean(test_runs, axis=0), test_ids=test_ids)
+
+
+def check_folds_fit(manifest: Manifest, folds: Folds, manifest_path: Path) -> None:
+    """The manifest's fold count and classes are those of the folds it was trained on."""
+    if manifest.n_folds != folds.n_folds:
+        raise StoreError(f"{manifest_path}: n_folds {manifest.n_folds}, but its folds file {folds.path} has "
+                         f"{folds.n_folds} folds; retrain the model with --force")
+    unknown = sorted(set(folds.labels) - set(manifest.classes))
+    if unknown:
+        raise StoreError(f"{manifest_path}: classes {manifest.classes} lack '{unknown[0]}', a label in its folds "
+                         f"file {folds.path}; retrain the model with --force")
+
+
+def held_out_rows(path: Path, ids: np.ndarray, folds: Folds, k: int, row_of: dict) -> list[int]:
+    """The folds' row of each of a fold's OOF ids, which must be fold k's held-out images, each once
+    (read_predictions has refused repeated ids)."""
+    rows = [row_of.get(i, -1) for i in ids]
+    if -1 in rows:
+        raise StoreError(f"{path}: id '{ids[rows.index(-1)]}' is not a training image of its folds file "
+                         f"({folds.path}); {retrain_fold(path.parent)}")
+    elsewhere = next((r for r in rows if folds.fold[r] != k), None)
+    if elsewhere is not None:
+        raise StoreError(f"{path}: id '{folds.ids[elsewhere]}' is held out in fold {folds.fold[elsewhere]}, "
+                         f"not fold {k}; {retrain_fold(path.parent)}")
+    expected = np.flatnonzero(folds.fold == k)
+    if len(rows) != len(expected):
+        missing = sorted(set(expected) - set(rows))
+        raise StoreError(f"{path}: {len(rows)} rows for fold {k}'s {len(expected)} held-out images"
+                         + (f" ('{folds.ids[missing[0]]}' has none)" if missing else "")
+                         + f"; {retrain_fold(path.parent)}")
+    return rows
 
 
 def fold_subdir(seed: int, fold: int) -> str:
@@ -312,8 +369,63 @@ def model_lock(model_dir: Path) -> Path:
     return model_dir.parent.parent / "locks" / f"{model_dir.name}.lock"
 
 
+def retrain_fold(fold_dir: Path) -> str:
+    """What to do about a fold whose files are not what kit wrote: retrain that fold alone, or the model."""
+    fold_dir = Path(fold_dir)
+    return (f"delete {fold_dir.parent.name}/{fold_dir.name} and run kit train on the model's recipe again to "
+            f"retrain that fold (or retrain the model with --force)")
+
+
 def is_fold_done(fold_dir: Path) -> bool:
-    return all((Path(fold_dir) / f).is_file() for f in (DONE, OOF, TEST))
+    """Whether the fold has its done mark (fold.json); a done fold whose files are not the ones it
+    finished with is refused (check_fold) rather than skipped or read."""
+    if not (Path(fold_dir) / DONE).is_file():
+        return False
+    check_fold(fold_dir)
+    return True
+
+
+def check_fold(fold_dir: Path, hashed: tuple[str, ...] = ()) -> None:
+    """A done fold's files as its fold.json recorded them: each present and of its size, and those
+    `hashed` of its sha256 too (what is read whole anyway: a cheap check for what is only skipped). A fold.json of an older kit, which recorded neither, vouches for oof.npz and test.npz
+    being present; every archive (.npz, .pt) must end in a whole zip directory."""
+    fold_dir = Path(fold_dir)
+    record = read_json(fold_dir / DONE)
+    files = record.get("files") if isinstance(record, dict) else None
+    if not isinstance(files, dict):
+        files = {name: {} for name in (OOF, TEST, WEIGHTS) if name != WEIGHTS or (fold_dir / name).is_file()}
+    for name, expected in files.items():
+        path = fold_dir / name
+        expected = expected if isinstance(expected, dict) else {}
+        if not path.is_file():
+            raise StoreError(f"{path}: missing, though {DONE} marks the fold done; {retrain_fold(fold_dir)}")
+        size = path.stat().st_size
+        if expected.get("bytes") not in (None, size):
+            raise StoreError(f"{path}: {size} bytes, but {DONE} recorded {expected['bytes']} when the fold finished "
+                             f"(truncated or replaced); {retrain_fold(fold_dir)}")
+        if name in hashed and expected.get("sha256") not in (None, sha256_of(path)):
+            raise StoreError(f"{path}: its content changed since the fold finished (its sha256 is not the one "
+                             f"{DONE} recorded); {retrain_fold(fold_dir)}")
+        if path.suffix in (".npz", ".pt"):
+            try:
+                with zipfile.ZipFile(path):  # reads the directory at the archive's end: a cut file has none
+                    pass
+            except (zipfile.BadZipFile, OSError) as exc:
+                raise StoreError(f"{path}: damaged ({reason(exc)}); {retrain_fold(fold_dir)}") from None
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def npz_bytes(**arrays) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
 
 
 def weights_files(model_dir: Path, manifest: Manifest) -> list[Path]:
@@ -323,6 +435,7 @@ def weights_files(model_dir: Path, manifest: Manifest) -> list[Path]:
     for path in paths:
         if not path.is_file():
             raise StoreError(f"{path}: missing; retrain the model with --force")
+        is_fold_done(path.parent)  # a truncated weights file is refused here, not by torch
     return paths
 
 
@@ -339,7 +452,7 @@ def why_unfinished(model_dir: Path, manifest: Manifest) -> str | None:
     if trainer:
         return f"is being trained now (by {trainer}); wait for that run to finish, then run this again"
     runs = [(s, k) for s in manifest.seeds for k in range(manifest.n_folds)]
-    done = sum(is_fold_done(Path(model_dir) / fold_subdir(s, k)) for s, k in runs)
+    done = sum((Path(model_dir) / fold_subdir(s, k) / DONE).is_file() for s, k in runs)  # damage is told where read
     return (f"is not finished: its training stopped after {done} of {len(runs)} (seed, fold) runs; "
             f"run kit train on its recipe again to finish it")
 
@@ -376,11 +489,48 @@ def read_npz(path: Path, keys: tuple[str, ...]) -> dict:
         raise StoreError(f"{path}: damaged ({type(exc).__name__}: {exc}); retrain the model with --force") from None
 
 
+def read_predictions(path: Path, n_classes: int) -> dict:
+    """oof.npz or test.npz: `ids`, one per row, each once; `probs`, one row per id of `n_classes`
+    probabilities, each finite and in [0, 1], each row summing to 1 (within PROBABILITY_TOLERANCE).
+    Anything else is refused, naming the file and the first bad row: it is not what kit wrote, and
+    blended it would turn into wrong labels without a word."""
+    arrays = read_npz(path, PREDICTIONS)
+    ids, probs = arrays["ids"], arrays["probs"]
+    if ids.ndim != 1 or ids.dtype.kind not in "Uiu":
+        raise StoreError(f"{path}: ids: expected one text id per row, got an array of {ids.dtype} "
+                         f"shaped {ids.shape}; {retrain_fold(path.parent)}")
+    if probs.ndim != 2 or probs.dtype.kind != "f":
+        raise StoreError(f"{path}: probs: expected a table of floating-point probabilities (rows x classes), got "
+                         f"an array of {probs.dtype} shaped {probs.shape}; {retrain_fold(path.parent)}")
+    if probs.shape[1] != n_classes:
+        raise StoreError(f"{path}: probs: {probs.shape[1]} columns, but its model has {n_classes} classes "
+                         f"({MANIFEST}); {retrain_fold(path.parent)}")
+    if len(probs) != len(ids):
+        raise StoreError(f"{path}: {len(probs)} rows of probs for {len(ids)} ids; {retrain_fold(path.parent)}")
+    unique, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        raise StoreError(f"{path}: id '{unique[counts > 1][0]}' has {counts[counts > 1][0]} rows; "
+                         f"{retrain_fold(path.parent)}")
+    with np.errstate(invalid="ignore"):
+        problems = (("NaN or infinite probabilities", ~np.isfinite(probs).all(1)),
+                    ("a probability outside 0 to 1", ((probs < -PROBABILITY_TOLERANCE)
+                                                      | (probs > 1 + PROBABILITY_TOLERANCE)).any(1)),
+                    ("probabilities summing to {sum:.4g}, not 1", np.abs(probs.sum(1) - 1) > PROBABILITY_TOLERANCE))
+    for what, bad in problems:
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            values = ", ".join(f"{v:.4g}" for v in probs[row][:6]) + (", ..." if n_classes > 6 else "")
+            raise StoreError(f"{path}: row {row} (id '{ids[row]}'): {what.format(sum=float(probs[row].sum()))} "
+                             f"({values}); these are not probabilities kit wrote: {retrain_fold(path.parent)}")
+    return arrays
+
+
 def verify_model(model_dir: Path) -> list[str]:
     """Problems with the files a model folder holds right now ([] when every file is whole).
 
     A run may stop at any moment, so a fold folder may lack files; but every file that exists
-    must read back whole, and a fold marked done (fold.json) must have all its files."""
+    must read back whole (predictions as blending reads them), and a fold marked done (fold.json)
+    must have every file it recorded, of the size and sha256 it recorded."""
     import torch
 
     problems = []
@@ -393,6 +543,10 @@ def verify_model(model_dir: Path) -> list[str]:
         except Exception as exc:  # what matters is only that it does not read back
             problems.append(f"{path}: unreadable ({type(exc).__name__})")
 
+    try:
+        n_classes = len(read_manifest(model_dir).classes)
+    except StoreError:
+        n_classes = None  # model.json's own problem is reported below
     for path in sorted(Path(model_dir).rglob("*")):
         if not path.is_file():
             continue
@@ -400,14 +554,12 @@ def verify_model(model_dir: Path) -> list[str]:
             continue  # a temporary file a killed writer left; never read, replaced on the next write
         if path.suffix == ".json":
             readable(path, read_json)
-        elif path.suffix == ".npz":
-            readable(path, lambda p: read_npz(p, PREDICTIONS))  # the store's .npz files: oof, test
+        elif path.suffix == ".npz":  # the store's .npz files: oof, test
+            readable(path, lambda p: read_predictions(p, n_classes) if n_classes else read_npz(p, PREDICTIONS))
         elif path.suffix == ".pt":
             readable(path, lambda p: torch.load(p, map_location="cpu", weights_only=False))
         elif path.suffix in (".csv", ".yaml"):
             readable(path, lambda p: p.read_text(encoding="utf-8"))
-    for done in Path(model_dir).rglob(DONE):
-        for name in FOLD_FILES[:-1]:
-            if not (done.parent / name).is_file():
-                problems.append(f"{done.parent}: marked done but {name} is missing")
+    for done in sorted(Path(model_dir).rglob(DONE)):
+        readable(done.parent, lambda d: check_fold(d, hashed=FOLD_FILES))
     return problems

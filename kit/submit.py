@@ -58,6 +58,10 @@ def make_submission(fmt: SubmissionFormat, test_ids: np.ndarray, probs: np.ndarr
         raise SubmissionError(f"the predictions cover {len(row_of)} test ids but the sample submission lists "
                               f"{len(fmt.ids)}" + (f" (e.g. '{missing[0]}' has no prediction)" if missing else ""))
     p = probs[[row_of[i] for i in fmt.ids]]
+    unusable = ~np.isfinite(p).all(1)
+    if unusable.any():  # argmax would make a NaN row the first class without a word
+        raise SubmissionError(f"the predictions for test id '{fmt.ids[int(np.flatnonzero(unusable)[0])]}' are NaN or "
+                              f"infinite; no submission written")
     frame = pd.DataFrame({fmt.id_column: fmt.ids})
     if fmt.probabilities:
         for j, c in enumerate(classes):

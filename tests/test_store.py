@@ -1,13 +1,14 @@
 """The store's one owner: model.json read through the Manifest, fold files written and found through Store."""
 
 import json
+import shutil
 
 import numpy as np
 from PIL import Image
 from typer.testing import CliRunner
 
 from kit.cli import app
-from kit.store import FOLD_FILES, Manifest, Store
+from kit.store import FOLD_FILES, Manifest, Store, verify_model
 from tests.blend_fixtures import synthetic_store
 
 runner = CliRunner()
@@ -99,3 +100,52 @@ def test_unfinished_models_are_refused_by_blend(tmp_path):
     _rewrite(store.model_dir("syn", "m0") / "model.json", lambda m: m.update(status="training"))
     result = runner.invoke(app, ["blend", "--store", str(tmp_path / "store"), "--models", "m0"])
     assert result.exit_code == 2 and "model 'm0' is not finished: its training stopped after" in result.output
+
+
+def test_kit_train_refuses_a_finished_fold_whose_weights_are_truncated(workdir):
+    """Not '2 skipped': the damaged file is named and nothing is written; deleting the fold, as the
+    message says, retrains that fold alone."""
+    from tests.conftest import write_recipe
+    from tests.test_bad_inputs import checksums
+
+    recipe = write_recipe(workdir / "recipes", "tiny")
+    assert runner.invoke(app, ["train", str(recipe)]).exit_code == 0
+    fold1 = workdir / "store" / "digits" / "models" / "tiny" / "seed0" / "fold1"
+    weights = fold1 / "weights.pt"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    before = checksums(workdir / "store")
+    result = runner.invoke(app, ["train", str(recipe)])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    assert f"{weights}: " in result.output and "bytes, but fold.json recorded" in result.output
+    assert "delete seed0/fold1 and run kit train" in result.output
+    assert checksums(workdir / "store") == before
+    shutil.rmtree(fold1)
+    result = runner.invoke(app, ["train", str(recipe)])
+    assert result.exit_code == 0 and "1 folds trained, 1 skipped" in result.output, result.output
+
+
+def test_a_submission_is_never_written_from_nan_probabilities(tmp_path):
+    """The last guard, behind the store's checks: argmax would make a NaN row the first class."""
+    import pytest
+
+    from kit.errors import SubmissionError
+    from kit.submit import submission_format, write_submission
+
+    store, _, _ = synthetic_store(tmp_path / "store")
+    member = store.load_member("syn", "m0")
+    fmt = submission_format(store.sample_submission("syn"), member.classes)
+    probs = member.test.copy()
+    probs[5] = np.nan
+    with pytest.raises(SubmissionError, match=f"test id '{member.test_ids[5]}' are NaN or infinite; no submission"):
+        write_submission(tmp_path / "s.csv", fmt, member.test_ids, probs, member.classes)
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_verify_model_checks_every_file_against_fold_json(trained_store):
+    """The kill tests' check: a file edited after its fold finished is found by its sha256."""
+    model_dir = trained_store / "digits" / "models" / "tiny_vgg"
+    assert verify_model(model_dir) == []
+    history = model_dir / "seed0" / "fold0" / "history.csv"
+    history.write_text(history.read_text().replace("1,", "2,", 1))
+    problems = verify_model(model_dir)
+    assert len(problems) == 1 and problems[0].startswith(f"{history}: its content changed since the fold finished")

@@ -7,7 +7,7 @@ import dataclasses
 import fnmatch
 
 from ..errors import BlendError
-from ..store import Member, Store, why_unfinished
+from ..store import Manifest, Member, Store, why_unfinished
 from .metrics import METRICS
 
 
@@ -41,7 +41,9 @@ def select_members(store: Store, competition: str, patterns: list[str] | None) -
 
 def load_members(store: Store, competition: str, names: list[str], split_seeds: bool = False) -> list[Member]:
     """Each model as one member (its seeds averaged), or with `split_seeds` one member per seed,
-    named `model@s<seed>` (a model trained with one seed keeps its name)."""
+    named `model@s<seed>` (a model trained with one seed keeps its name). Their manifests are checked
+    to line up (check_manifests) before any fold file is read."""
+    check_manifests({name: store.manifest(competition, name) for name in names})
     members = []
     for name in names:
         seeds = store.manifest(competition, name).seeds if split_seeds else []
@@ -56,13 +58,18 @@ def load_members(store: Store, competition: str, names: list[str], split_seeds: 
 
 def check_compatible(members: list[Member]) -> None:
     """Members must share data, folds, classes and test ids, or their rows do not line up."""
-    first = members[0]
-    for m in members[1:]:
+    check_manifests({m.name: m.manifest for m in members})
+
+
+def check_manifests(manifests: dict[str, Manifest]) -> None:
+    """check_compatible on the members' manifests (name -> manifest), before their files are read."""
+    (first, reference), *others = manifests.items()
+    for name, manifest in others:
         for key, what in (("data_fingerprint", "competition data"), ("folds_hash", "folds"),
                           ("classes", "classes"), ("test_ids_hash", "test ids")):
-            ours, theirs = getattr(first.manifest, key), getattr(m.manifest, key)
+            ours, theirs = getattr(reference, key), getattr(manifest, key)
             if theirs != ours:
-                raise BlendError(f"models '{first.name}' and '{m.name}' were trained on different {what} "
+                raise BlendError(f"models '{first}' and '{name}' were trained on different {what} "
                                  f"({ours!s:.40} vs {theirs!s:.40}); "
                                  f"retrain one of them on the other's or blend them apart")
 
