@@ -86,6 +86,7 @@ def test_rows_beyond_the_budget_are_gathered_per_batch(monkeypatch):
 def fake_cuda(monkeypatch):
     """torch believes a GPU is there; the global flags pick_device sets are put back afterwards."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # pick_device checks the device is there
     # torch.backends' flag modules are not plain objects monkeypatch can restore: saved and put back by hand
     flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark)
     yield monkeypatch
