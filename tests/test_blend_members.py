@@ -8,7 +8,7 @@ import pytest
 
 from kit.blend import blend
 from kit.blend.members import filter_by_score
-from kit.errors import BlendError
+from kit.errors import BlendError, StoreError
 from tests.blend_fixtures import store_of_accuracies, synthetic_store
 
 ACCURACIES = {"weak": 0.45, "fair": 0.7, "good": 0.8, "best": 0.92}
@@ -83,8 +83,11 @@ def test_members_that_do_not_line_up_are_refused(tmp_path, key, what):
 def test_members_on_other_folds_are_refused(tmp_path):
     store, _, _ = synthetic_store(tmp_path / "store")
     _edit_manifest(store, "m2", folds_hash="0123456789abcdef")
-    with pytest.raises(Exception, match="the folds changed since 'm2' was trained"):
+    # manifests are compared before any file is read; alone, m2 is checked against its folds file
+    with pytest.raises(BlendError, match="models 'm0' and 'm2' were trained on different folds"):
         blend(store, out=tmp_path / "s.csv")
+    with pytest.raises(StoreError, match="the folds changed since 'm2' was trained"):
+        blend(store, models=["m2"], out=tmp_path / "s.csv")
 
 
 def test_all_writes_the_best_unless_one_is_picked(tmp_path):
