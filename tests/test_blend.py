@@ -84,8 +84,11 @@ def test_members_on_different_folds_are_refused(trained_store):
     manifest = json.loads((other / "model.json").read_text())
     manifest.update(name="other", folds_hash="0123456789abcdef")
     (other / "model.json").write_text(json.dumps(manifest))
-    with pytest.raises(StoreError, match="the folds changed since 'other' was trained"):
+    # manifests are compared before any file is read; alone, 'other' is checked against its folds file
+    with pytest.raises(BlendError, match="models 'other' and 'tiny_resnet' were trained on different folds"):
         blend(Store(trained_store))
+    with pytest.raises(StoreError, match="the folds changed since 'other' was trained"):
+        blend(Store(trained_store), models=["other"])
     manifest.update(folds_hash=json.loads(manifest_path.read_text())["folds_hash"], test_ids_hash="ffff")
     (other / "model.json").write_text(json.dumps(manifest))
     with pytest.raises(BlendError, match="trained on different test ids"):
