@@ -29,7 +29,7 @@ from ..progress import SILENT, Reporter
 from ..recipe import Recipe
 from ..report import classification_metrics
 from ..paths import check_store, competition_inputs
-from ..store import CHECKPOINT, MANIFEST, OOF, PREDICTIONS, TEST, Manifest, PredictInfo, Store, read_npz
+from ..store import CHECKPOINT, MANIFEST, Manifest, PredictInfo, Store
 from ..tta import TTA, describe
 from .augmented_batches import AugmentedBatches
 from .batch_augment import BatchAugment
@@ -105,10 +105,10 @@ def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, normalizer: Nor
     manifest = _manifest(recipe, data, folds, store, normalizer)
     was_complete = _check_existing(store, manifest, force, legacy_recipe_hash=recipe.legacy_hash)
     runs = [(s, k) for s in recipe.train.seeds for k in range(folds.n_folds)]
+    # is_fold_done checks each done fold's files against its fold.json: a damaged one refuses the run
+    # here, before anything is written
     finished = [] if force else [(s, k) for s, k in runs if store.is_fold_done(data.name, recipe.name, s, k)]
     todo = [(s, k) for s, k in runs if (s, k) not in finished and (only_folds is None or k in only_folds)]
-    for s, k in finished:  # read back before anything is written: a damaged fold refuses the run here
-        _check_fold(store.fold_dir(data.name, recipe.name, s, k))
     store.keep_sample_submission(data.name, data.sample_submission)
     if todo or not was_complete:  # a finished model's files are rewritten only when something is trained
         if force and model_dir.exists():
@@ -259,12 +259,6 @@ def _check_existing(store: Store, manifest: Manifest, force: bool, legacy_recipe
                              f"{getattr(manifest, key)}); rename the model or retrain it with --force")
     manifest.created = old.created or manifest.created
     return old.complete
-
-
-def _check_fold(fold_dir: Path) -> None:
-    """A finished fold's predictions read back whole (StoreError naming the file otherwise)."""
-    for name in (OOF, TEST):
-        read_npz(fold_dir / name, PREDICTIONS)
 
 
 def _report_fold(reporter: Reporter, name: str, seed: int, k: int, n_folds: int, record: dict) -> None:
