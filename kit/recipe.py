@@ -155,6 +155,9 @@ class TrainConfig(Strict):
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     # auto: bf16 autocast on CUDA (fp16 with loss scaling where bf16 is missing), fp32 on the CPU
     precision: Literal[PRECISIONS] = "auto"
+    # the layout of images and activations: auto is channels_last on CUDA, contiguous (NCHW) on the CPU,
+    # where channels_last pays for depthwise-separable nets (EfficientNet, MobileNet) but not for every net
+    memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"
     # torch.compile the model for the training steps; only on CUDA (on the CPU the compile time is not
     # won back on small models), where it fuses kernels and cuts Python overhead per step
     compile: bool = False
@@ -312,6 +315,7 @@ _LATER_DEFAULTS = {
     ("train", "optimizer", "lr_per"): None, ("train", "optimizer", "norm_bias_lr_scale"): 1.0,
     ("train", "scheduler", "start_lr_ratio"): 0.2, ("train", "scheduler", "peak_at"): 0.23,
     ("train", "lookahead"): None, ("train", "init_images"): None, ("augment", "alternating_flip"): False,
+    ("train", "memory_format"): "auto",
 }
 
 

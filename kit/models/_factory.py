@@ -23,7 +23,7 @@ def check_model(name: str, params: dict, pretrained: bool | str = False, image_s
 
     Nothing is downloaded and no weights are allocated: timm models are checked on the meta device.
     """
-    from . import timm_models, weights
+    from . import timm_models, weight_packages, weights
 
     if is_timm(name):
         timm_models.check(timm_name(name), params, pretrained)
@@ -35,6 +35,8 @@ def check_model(name: str, params: dict, pretrained: bool | str = False, image_s
                               f"or use a pretrained timm model (arch: timm/<name>)")
     if isinstance(pretrained, str):
         weights.check_file(pretrained)
+        if is_timm(name) and weight_packages.is_package(pretrained):
+            weight_packages.check_arch(pretrained, timm_name(name))
     if image_size is not None:
         check_input_size(name, params, in_chans, image_size)
     elif not is_timm(name):
@@ -60,5 +62,5 @@ def create_model(name: str, num_classes: int, in_chans: int, image_size: int, pr
         return timm_models.create(timm_name(name), num_classes, in_chans, pretrained, params)
     model = build_scratch(name, num_classes, in_chans, image_size, params)
     if isinstance(pretrained, str):
-        weights.load_backbone(model, Path(pretrained), name)
+        weights.load_backbone(model, pretrained, name)
     return model

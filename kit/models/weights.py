@@ -1,9 +1,15 @@
-"""Weights files: `model.pretrained: path/to/weights.pth` (or .safetensors) in a recipe.
+"""Weights files: `model.pretrained: path/to/weights.pth` (or .safetensors, or package:NAME) in a recipe.
 
 A file is read with timm's loader (plain state dicts, timm/torchvision checkpoints wrapped in
 'state_dict' or 'model', DDP 'module.' prefixes, safetensors). Everything but the classifier must
 fit the architecture exactly; otherwise the error names the keys that do not, since a file of
 another architecture that loads half-way trains silently from a broken start.
+
+A checkpoint whose keys are not timm's (another port of the same network: `_conv_stem`,
+`_blocks.0._depthwise_conv` for timm's `conv_stem`, `blocks.0.0.conv_dw`) is mapped onto the timm
+model by map_foreign_state_dict: by renaming rules where one makes the keys match (wrapper
+prefixes), else tensor by tensor in order, each pair checked for its shape and its key's last
+part (weight, bias, running_mean, ...). The first pair that differs refuses the whole file.
 """
 
 from __future__ import annotations
@@ -19,6 +25,11 @@ SHOWN_KEYS = 3  # keys named per kind of mismatch in an error line
 
 
 def check_file(path: str | Path) -> Path:
+    """The weights file `path` names; 'package:NAME' is the one inside an installed package (weight_packages.py)."""
+    from . import weight_packages
+
+    if weight_packages.is_package(path):
+        return weight_packages.weights_file(str(path))
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"model.pretrained: no such weights file '{path}' (a .pth, .pt or .safetensors file; "
@@ -29,7 +40,7 @@ def check_file(path: str | Path) -> Path:
 def read_state_dict(path: Path) -> dict:
     from timm.models import load_state_dict
 
-    check_file(path)
+    path = check_file(path)
     try:
         state = load_state_dict(str(path), weights_only=True)
     except Exception as exc:  # torch.load and safetensors raise many kinds; any of them means an unreadable file
@@ -74,6 +85,61 @@ def mismatch_message(path: Path, arch: str, missing: list[str], unexpected: list
         parts.append(f"{len(shapes)} shapes differ ({shown}{', ...' if len(shapes) > SHOWN_KEYS else ''})")
     return (f"model.pretrained: {path} does not fit {arch}: " + "; ".join(parts)
             + f"; are these {arch} weights with the same model.params?")
+
+
+# prefixes that wrappers put before every key (Lightning's model., a detector's backbone., ...): renaming
+# rules tried before the order-and-shape mapping, as each leaves the tensors' names meaningful
+WRAPPER_PREFIXES = ("module.", "model.", "backbone.", "encoder.", "net.", "base_model.")
+
+
+def map_foreign_state_dict(state: dict, model: nn.Module, path: Path, arch: str,
+                           first_conv: str | None = None) -> dict:
+    """`state` (a checkpoint of the same network under other names) keyed as `model`'s state dict,
+    the classifier left out (a new competition replaces it). A mismatch raises RecipeError naming the
+    first tensor that differs; nothing is loaded halfway.
+
+    `first_conv`: the stem convolution's key prefix; when the model takes other than three input
+    channels, its RGB filters are adapted as timm adapts them (summed for one channel, repeated for more).
+    """
+    from timm.models import adapt_input_conv
+
+    skip = classifier_keys(model)
+    full = model.state_dict()
+    own = [(k, v) for k, v in full.items() if k not in skip]
+    for prefix in ("", *WRAPPER_PREFIXES):  # renaming rules: keys that match once a prefix is dropped
+        renamed = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if all(k in renamed for k, _ in own):
+            return {k: _adapted(renamed[k], v, k, first_conv, adapt_input_conv, path, arch, f"tensor '{prefix}{k}'")
+                    for k, v in own}
+    given = list(state.items())
+    if len(given) == len(full):  # the file has a classifier: drop the tensors where the model has its own
+        given = [item for item, key in zip(given, full) if key not in skip]
+    mapped = {}
+    for i, ((key, value), (file_key, tensor)) in enumerate(zip(own, given)):
+        if key.rsplit(".", 1)[-1] != file_key.rsplit(".", 1)[-1]:
+            raise RecipeError(f"model.pretrained: {path} does not fit {arch}: tensor {i} is '{file_key}', where "
+                              f"{arch} has '{key}' (a {key.rsplit('.', 1)[-1]}); are these {arch} weights?")
+        mapped[key] = _adapted(tensor, value, key, first_conv, adapt_input_conv, path, arch,
+                               f"tensor {i} '{file_key}' (for '{key}')")
+    if len(given) != len(own):
+        where = (f"tensor {len(given)} ('{own[len(given)][0]}', shape {list(own[len(given)][1].shape)}) is not in "
+                 f"the file" if len(given) < len(own) else f"its tensor {len(own)} ('{given[len(own)][0]}') is one "
+                 f"more than {arch} has")
+        raise RecipeError(f"model.pretrained: {path} does not fit {arch}: {where}; the file holds {len(state)} "
+                          f"tensors, {arch} {len(full)} ({len(own)} without its classifier)")
+    return mapped
+
+
+def _adapted(tensor, value, key: str, first_conv: str | None, adapt_input_conv, path: Path, arch: str, named: str):
+    """The file's tensor for the model's `key`, its input channels adapted at the stem; refused if its shape differs."""
+    if (first_conv and key == f"{first_conv}.weight" and tensor.ndim == 4 and value.ndim == 4
+            and tensor.shape[1] != value.shape[1]):
+        tensor = adapt_input_conv(value.shape[1], tensor)
+    if tensor.shape != value.shape:
+        raise RecipeError(f"model.pretrained: {path} does not fit {arch}: {named} has shape "
+                          f"{list(tensor.shape)} where {arch} expects {list(value.shape)}; are these {arch} weights "
+                          f"with the same model.params?")
+    return tensor
 
 
 # torch's load_state_dict(strict=True) error, in the words torch has used for years

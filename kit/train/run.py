@@ -62,7 +62,7 @@ def train_recipe(recipe: Recipe, store: Store, reporter: Reporter = SILENT, forc
     no metrics) until a later call has every fold in the store."""
     started = time.perf_counter()
     # everything that can fail on bad input happens before the store is written to
-    settings = pick_device(device, recipe.train.precision)
+    settings = pick_device(device, recipe.train.precision, recipe.train.memory_format)
     check_store(store.root, competition_inputs(recipe.competition_spec))
     data = load_competition(recipe.competition_spec, image_size=recipe.image_size, reporter=reporter)
     try:
