@@ -46,7 +46,7 @@ from .schema import Strict, format_validation_error, read_yaml
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "adamax", "rmsprop")
 SCHEDULERS = ("constant", "cosine", "onecycle", "step", "plateau", "triangle")
-FINETUNE_MODES = ("full", "linear_probe", "freeze_then_unfreeze", "gradual")
+FINETUNE_MODES = ("full", "linear_probe", "freeze_then_unfreeze", "gradual", "embeddings")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # what NumPy and scikit-learn take as a seed
 Seed = Annotated[int, Field(ge=0, lt=2**32)]
@@ -113,6 +113,14 @@ class LookaheadConfig(Strict):
     decay_pow: float = Field(3.0, ge=0)
 
 
+class HeadConfig(Strict):
+    """The head trained on cached features in the embeddings mode (kit/models/heads.py)."""
+
+    # linear, mlp (kit's training loop), logreg or lightgbm (fitted once per fold and seed)
+    name: str = "linear"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
 class FinetuneConfig(Strict):
     """Which layers train when, and how fast: the transfer-learning schedule (kit/train/finetune.py).
 
@@ -122,7 +130,9 @@ class FinetuneConfig(Strict):
 
     # full: everything trains from the start; linear_probe: only the classifier ever trains;
     # freeze_then_unfreeze: the classifier alone for freeze_epochs, then everything;
-    # gradual: the classifier first, then one more stage from the top every epochs_per_stage epochs
+    # gradual: the classifier first, then one more stage from the top every epochs_per_stage epochs;
+    # embeddings: the backbone is a fixed feature extractor whose features are cached (kit/features.py),
+    # and `head` trains on them (linear_probe without augmentation trains its classifier the same way)
     mode: Literal[FINETUNE_MODES] = "full"
     freeze_epochs: int = Field(1, ge=0)
     epochs_per_stage: int = Field(1, gt=0)
@@ -130,6 +140,12 @@ class FinetuneConfig(Strict):
     layer_decay: float | None = Field(None, gt=0, le=1)
     # batch norm keeps its pretrained statistics and affine weights (timm's freeze_batch_norm_2d)
     freeze_bn: bool = False
+    head: HeadConfig = Field(default_factory=HeadConfig)
+
+    @property
+    def uses_features(self) -> bool:
+        """Whether the backbone never trains, so its features can be computed once (with no augmentation)."""
+        return self.mode in ("linear_probe", "embeddings")
 
 
 class TrainConfig(Strict):
@@ -315,7 +331,7 @@ _LATER_DEFAULTS = {
     ("train", "optimizer", "lr_per"): None, ("train", "optimizer", "norm_bias_lr_scale"): 1.0,
     ("train", "scheduler", "start_lr_ratio"): 0.2, ("train", "scheduler", "peak_at"): 0.23,
     ("train", "lookahead"): None, ("train", "init_images"): None, ("augment", "alternating_flip"): False,
-    ("train", "memory_format"): "auto",
+    ("train", "memory_format"): "auto", ("train", "finetune", "head"): {"name": "linear", "params": {}},
 }
 
 
@@ -364,6 +380,23 @@ def recipe_from_dict(data: Any, source: str = "recipe", default_name: str = "") 
 
     try:
         check_model(recipe.model.arch, recipe.model.params, recipe.model.pretrained, recipe.image_size)
+        _check_embeddings(recipe)
     except RecipeError as exc:
         raise exc.at(source) from None
     return recipe
+
+
+def _check_embeddings(recipe: Recipe) -> None:
+    finetune = recipe.train.finetune
+    if finetune.head != HeadConfig() and finetune.mode != "embeddings":
+        raise RecipeError(f"train.finetune.head: a head on cached features is for mode: embeddings (the mode "
+                          f"is {finetune.mode})")
+    if finetune.mode != "embeddings":
+        return
+    from .models.heads import check_head
+
+    check_head(finetune.head.name, finetune.head.params)
+    if recipe.augment.active:
+        raise RecipeError("augment: the embeddings mode trains its head on features computed once from the "
+                          "unaugmented images; remove augment (tta views are cached as features of their own), "
+                          "or fine-tune with another finetune.mode")

@@ -11,6 +11,9 @@ The network is cut into stages from input to output: a timm model's own coarse g
                          more stage from the top every `epochs_per_stage` epochs
   layer_decay            layer-wise lr decay (BEiT, ELECTRA): lower stages learn more slowly
   freeze_bn              batch norm keeps its pretrained statistics (timm's freeze_batch_norm_2d)
+  embeddings             the backbone never trains: its features are cached (kit/features.py) and
+                         a head trains on them (kit/train/embeddings.py); here the model is that head,
+                         and all of it trains
 
 Freezing is `requires_grad = False`: the optimizer holds every parameter from the start and skips
 those without a gradient, so unfreezing needs no new optimizer. A batch-norm layer whose weights
@@ -59,7 +62,7 @@ class Finetune:
     def start_epoch(self, model: nn.Module, epoch: int) -> None:
         """Put `model` in training mode with this epoch's stages trainable and the rest frozen."""
         model.train()
-        if self.cfg.mode == "full":
+        if self.cfg.mode in ("full", "embeddings"):
             return
         first_trainable = len(self.stages) - self.trainable_stages(epoch)
         for i, stage in enumerate(self.stages):

@@ -18,13 +18,14 @@ import torch
 import yaml
 
 from .. import __version__, fileio
+from .. import features as features_cache
 from ..augment import checked_pipeline
 from ..competition import CompetitionData, load_competition
 from ..errors import DataError, RecipeError, StoreError
 from ..folds import Folds, load_or_make_folds
 from ..lock import exclusive
 from ..metrics import HEADLINE
-from ..models import build_model, resolve_input
+from ..models import build_model, is_timm, resolve_input
 from ..progress import SILENT, Reporter
 from ..recipe import Recipe
 from ..report import classification_metrics
@@ -37,6 +38,7 @@ from .batch_augment import plan as plan_batch_augment
 from .batches import Normalizer
 from .checkpoint import EpochCheckpoint
 from .device import DeviceSettings, pick_device
+from .embeddings import train_head
 from .loop import NotFinite, check_data_init, check_finite, fit, predict_proba
 from .mixing import BatchMixer
 from .resident import batches_for
@@ -139,15 +141,18 @@ def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, normalizer: Nor
     if done:
         reporter.message(f"{recipe.name}: {done} of {done + len(todo)} (seed, fold) runs already in the store, "
                          f"skipped (--force retrains them)")
+    # a backbone that never trains: its features computed once (or found cached), every head trained on them
+    features = (cached_features(recipe, data, normalizer, settings, store, reporter)
+                if todo and trains_on_features(recipe) else None)
     # the test set is the same for every (seed, fold): held (and, on the CPU, normalised) once
     test_batches = batches_for(data.test_images, None, np.arange(len(data.test_ids)), recipe.predict.batch_size,
-                               normalizer, settings.device) if todo else None
+                               normalizer, settings.device) if todo and features is None else None
     reporter.start("train", f"{recipe.name}", total=len(todo) * recipe.train.epochs)
     try:
         for seed, k in todo:
             reporter.advance("train", 0, description=f"{recipe.name} seed {seed} fold {k} of {folds.n_folds}")
             record = train_fold(recipe, data, folds, k, seed, normalizer, settings, store, test_batches, reporter,
-                                pipeline, on_batches)
+                                pipeline, on_batches, features)
             _report_fold(reporter, recipe.name, seed, k, folds.n_folds, record)
     finally:
         reporter.finish("train")
@@ -174,17 +179,57 @@ def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, normalizer: Nor
                         cv=cv, seconds=time.perf_counter() - started)
 
 
+def trains_on_features(recipe: Recipe) -> bool:
+    """Whether only a head trains, on features the backbone computes once: the embeddings mode, and a timm
+    model's linear probe without augmentation (an augmented image's features differ every epoch)."""
+    mode = recipe.train.finetune.mode
+    return mode == "embeddings" or (mode == "linear_probe" and is_timm(recipe.model.arch) and not recipe.augment.active)
+
+
+def cached_features(recipe: Recipe, data: CompetitionData, normalizer: Normalizer, settings: DeviceSettings,
+                    store: Store, reporter: Reporter) -> features_cache.CachedFeatures:
+    """The backbone's features of every training and test image under the recipe's TTA views, from the
+    feature cache beside the decoded images, computed now if they are not there."""
+    tta = TTA.from_config(recipe.tta)
+    key = features_cache.feature_key(recipe.model.arch, recipe.model.params, recipe.model.pretrained, normalizer.size,
+                                     normalizer.mean.view(-1).tolist(), normalizer.std.view(-1).tolist(), tta,
+                                     data.fingerprint)
+    root = data.cache_folder.parent if data.cache_folder is not None else store.competition_dir(data.name)
+    folder = root / "features" / key
+    cached = features_cache.open_cached(folder, key)
+    if cached is not None:
+        reporter.message(f"{recipe.name}: features from the cache ({folder}, {cached.dim} per view)")
+        return cached
+    backbone = build_model(recipe.model, data.num_classes, data.channels, normalizer.size)
+    backbone.to(settings.device)
+    if settings.channels_last:
+        backbone.to(memory_format=torch.channels_last)
+    splits = {split: batches_for(images, None, np.arange(len(images)), recipe.predict.batch_size, normalizer,
+                                 settings.device)
+              for split, images in (("train", data.train_images), ("test", data.test_images))}
+    started = time.perf_counter()
+    features = features_cache.load_or_compute(folder, key, backbone, splits, settings, tta, reporter)
+    reporter.message(f"{recipe.name}: features of {len(data.train_images) + len(data.test_images):,} images x "
+                     f"{len(tta.views)} views computed in {time.perf_counter() - started:.0f} s, cached in {folder}")
+    return features
+
+
 def train_fold(recipe: Recipe, data: CompetitionData, folds: Folds, k: int, seed: int, normalizer: Normalizer,
                settings: DeviceSettings, store: Store, test_batches, reporter: Reporter = SILENT, pipeline=None,
-               on_batches: BatchAugment | None = None) -> dict:
+               on_batches: BatchAugment | None = None,
+               features: features_cache.CachedFeatures | None = None) -> dict:
     """Train one fold, write its predictions, history and weights; fold.json last, as the 'done' mark.
 
     `pipeline`: the recipe's albumentations pipeline (kit/augment.py), or None for plain batches;
     `on_batches`: the same transforms as whole-batch ops, when they can be (it is used instead);
-    `test_batches`: the test set's batches, shared by every (seed, fold)."""
+    `test_batches`: the test set's batches, shared by every (seed, fold);
+    `features`: the backbone's cached features, when only a head trains (trains_on_features)."""
     run_seed = seed * 1000 + k  # every (seed, fold) starts from its own, reproducible state
     torch.manual_seed(run_seed)
     train_idx, val_idx = folds.split(k)
+    if features is not None:
+        return _train_fold_on_features(recipe, data, features, k, seed, run_seed, train_idx, val_idx, normalizer,
+                                       settings, store, reporter)
     model = build_model(recipe.model, data.num_classes, data.channels, normalizer.size)
     cfg, augment, device = recipe.train, recipe.augment, settings.device
     if pipeline is None or on_batches is not None:
@@ -225,6 +270,44 @@ def train_fold(recipe: Recipe, data: CompetitionData, folds: Folds, k: int, seed
     store.write_fold(data.name, recipe.name, seed, k, oof_ids=data.train_ids[val_idx], oof=oof,
                      test_ids=data.test_ids, test=test, history=result.history, weights=buffer.getvalue(),
                      record=record)
+    checkpoint.remove()
+    return record
+
+
+def _train_fold_on_features(recipe: Recipe, data: CompetitionData, features, k: int, seed: int, run_seed: int,
+                            train_idx: np.ndarray, val_idx: np.ndarray, normalizer: Normalizer,
+                            settings: DeviceSettings, store: Store, reporter: Reporter) -> dict:
+    """train_fold for a head on cached features; a linear probe trains the timm model's own classifier and
+    stores the whole network, so that kit predict runs it on new images as any member."""
+    model = None
+    if recipe.train.finetune.mode == "linear_probe":
+        model = build_model(recipe.model, data.num_classes, data.channels, normalizer.size)
+    fold_dir = store.fold_dir(data.name, recipe.name, seed, k)
+    checkpoint = EpochCheckpoint(fold_dir / CHECKPOINT, key=recipe.hash)
+    try:
+        out = train_head(recipe, features, data.train_labels, train_idx, val_idx, data.num_classes, run_seed,
+                         settings, reporter, checkpoint, classifier=None if model is None else model.get_classifier())
+        if len(out["history"]) < recipe.train.epochs and not out["stopped_early"]:  # an estimator: fitted at once
+            reporter.advance("train", recipe.train.epochs)
+        for split in ("oof", "test"):
+            check_finite(out[split], f"best epoch {out['best_epoch'] + 1}: its {split} predictions are", recipe.train)
+    except NotFinite as exc:
+        raise exc.at(f"{recipe.source}: seed {seed}, fold {k}") from None
+    weights = out["weights"]
+    if model is not None:
+        buffer = io.BytesIO()
+        torch.save({k_: v.cpu() for k_, v in model.state_dict().items()}, buffer)
+        weights = buffer.getvalue()
+    history = out["history"]
+    best = history[out["best_epoch"]]
+    record = {"seed": seed, "fold": k, "best_epoch": out["best_epoch"] + 1, "val_loss": best["val_loss"],
+              "val_acc": best["val_acc"], "stopped_early": out["stopped_early"], "train_rows": len(train_idx),
+              "val_rows": len(val_idx), "seconds": sum(h["seconds"] for h in history), "device": str(settings.device),
+              "tta": TTA.from_config(recipe.tta).record, "history": history,
+              "head": recipe.train.finetune.head.name if model is None else "classifier",
+              "features": str(features.folder)}
+    store.write_fold(data.name, recipe.name, seed, k, oof_ids=data.train_ids[val_idx], oof=out["oof"],
+                     test_ids=data.test_ids, test=out["test"], history=history, weights=weights, record=record)
     checkpoint.remove()
     return record
 
