@@ -98,6 +98,10 @@ def predict_images(model_dir: Path, images: list[Path], top: int = 5, device: st
     if info is None:
         raise StoreError(f"{model_dir / MANIFEST}: no 'predict' section (the model was trained by an older kit); "
                          f"retrain it with kit train --force to predict new images")
+    if info.head is not None:
+        raise StoreError(f"{model_dir / MANIFEST}: model '{manifest.name}' is a {info.head} head on cached features "
+                         f"(finetune.mode: embeddings), whose folds hold no network to run on new images; its test "
+                         f"predictions are in the store for kit blend (a linear_probe recipe stores the whole network)")
     check_complete(manifest, model_dir)
     weights = weights_files(model_dir, manifest)
     if top < 1:

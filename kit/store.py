@@ -69,6 +69,9 @@ class PredictInfo(Record):
     mean: list[float]
     std: list[float]
     precision: str = "auto"  # not recorded before kit predict learnt it: automatic
+    # the embeddings mode's head (kit/models/heads.py): the folds' weights are that head's alone, on the
+    # features of the recipe's backbone; None: the weights are the whole network
+    head: str | None = None
 
 
 class Manifest(Record):

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from PIL import Image
 import timm
 import torch
 from typer.testing import CliRunner
@@ -55,6 +56,11 @@ def test_features_are_computed_once_for_every_fold_seed_and_head(workdir, comput
     # the members blend as any others do
     result = CliRunner().invoke(app, ["blend", "--models", "linear", "--models", "mlp", "--models", "logreg", "--out", "sub.csv"])
     assert result.exit_code == 0, result.output
+    # a head alone cannot run on new images: kit predict says so in one line
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(workdir / "x.png")
+    result = CliRunner().invoke(app, ["predict", "mlp", str(workdir / "x.png")])
+    assert result.exit_code == 2 and "is a mlp head on cached features" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
 
 
 def test_changing_the_weights_the_input_size_or_the_views_computes_new_features(workdir, computations):

@@ -321,7 +321,9 @@ def _manifest(recipe: Recipe, data: CompetitionData, folds: Folds, store: Store,
         tta=TTA.from_config(recipe.tta).record,
         predict=PredictInfo(params=recipe.model.params, channels=data.channels, decoded_size=list(data.image_size),
                             mean=normalizer.mean.flatten().tolist(), std=normalizer.std.flatten().tolist(),
-                            precision=recipe.train.precision),
+                            precision=recipe.train.precision,
+                            head=recipe.train.finetune.head.name if recipe.train.finetune.mode == "embeddings"
+                            else None),
         kit_version=__version__, created=_now())
 
 
