@@ -138,6 +138,9 @@ def blend(
                               "caruana.n_bags=20, lgbm.meta=true, class_weight=balanced, logreg.C=0.1.")] = None,
     pick: Annotated[Optional[str], typer.Option(
         help="Write this blender's submission instead of the best one (with --method all).")] = None,
+    folds: Annotated[Optional[str], typer.Option(
+        help="Blend only these folds, comma-separated (0 or 0,2): for members trained on some folds only "
+             "(kit train --folds); scored on those folds' held-out rows.", show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option(help="Submission path (default submissions/COMPETITION-METHOD.csv).")] = None,
     competition: CompetitionOption = None,
     store: StoreOption = Path("store"),
@@ -149,7 +152,7 @@ def blend(
     lgbm) are scored by nested cross-validation over the members' folds, so every score in the
     table comes from rows the blender was not fitted on.
 
-    Example: [bold]kit blend --method all --min-cv 0.9 -p caruana.metric=accuracy[/bold]   or   [bold]kit blend -m 'vgg*' -m resnet_small --weights 0.7,0.3[/bold]
+    Example: [bold]kit blend --method all --min-cv 0.9 -p caruana.metric=accuracy[/bold]   or   [bold]kit blend -m 'vgg*' -m resnet_small --weights 0.7,0.3[/bold]   or   [bold]kit blend --folds 0[/bold]
     """
     from .blend import blend as run_blend
     from .console import RichReporter
@@ -157,7 +160,7 @@ def blend(
 
     result = run_blend(Store(store), competition, models, method or ("weighted" if weights else "soft"), metric, out,
                        RichReporter(), min_cv=min_cv, top=top, split_seeds=split_seeds, params=param or [],
-                       weights=weights, pick=pick)
+                       weights=weights, pick=pick, folds=None if folds is None else _fold_list(folds))
     _print_blend(result)
 
 
@@ -167,8 +170,10 @@ def _print_blend(result) -> None:
     for name, why in result.dropped.items():
         console.print(f"[dim]dropped {name}: {why}[/dim]")
     columns, rows, highlight = score_table(result.report)
+    on = result.report["folds"]
+    some = f" on fold{'s' if len(on) > 1 else ''} {','.join(map(str, on))} only" if result.report.get("partial") else ""
     console.print(make_table(f"{result.competition}: out-of-fold scores of {len(result.members)} members and the "
-                             "blends (nested CV where the blender learns)", columns, rows, highlight))
+                             f"blends (nested CV where the blender learns){some}", columns, rows, highlight))
     columns, rows = per_class_table(result.report)
     console.print(make_table(f"blend:{result.method} per class, out of fold (then each member's F1)", columns, rows))
     columns, rows, other = fitted_table(result.report)

@@ -289,17 +289,20 @@ class Store:
     def folds(self, manifest: Manifest) -> Folds:
         return read_folds(self.competition_dir(manifest.competition) / manifest.folds_file)
 
-    def load_member(self, competition: str, model: str, seeds: list[int] | None = None) -> Member:
+    def load_member(self, competition: str, model: str, seeds: list[int] | None = None,
+                    folds: list[int] | None = None) -> Member:
         """A finished model's OOF (aligned to its folds' ids) and test probabilities, averaged over
-        its seeds (all of them, or just `seeds`)."""
+        its seeds (all of them, or just `seeds`). With `folds`, only those folds must be finished and
+        are read: the other folds' OOF rows are NaN, the test probabilities those folds' mean."""
         manifest = self.manifest(competition, model)
-        check_complete(manifest, self.model_dir(competition, model))
-        return self.assemble(manifest, seeds=seeds)
+        check_complete(manifest, self.model_dir(competition, model), folds)
+        return self.assemble(manifest, seeds=seeds, folds=folds)
 
-    def assemble(self, manifest: Manifest, seeds: list[int] | None = None) -> Member:
-        """Stitch a model's per-fold files together (all its seeds averaged, or just `seeds`), each
-        fold's files checked against its done mark and its probabilities checked (read_predictions)."""
-        competition, model = manifest.competition, manifest.name
+    def assemble(self, manifest: Manifest, seeds: list[int] | None = None, folds: list[int] | None = None) -> Member:
+        """Stitch a model's per-fold files together (all its seeds averaged, or just `seeds`; every fold,
+        or just `folds`), each fold's files checked against its done mark and its probabilities checked
+        (read_predictions)."""
+        competition, model, only_folds = manifest.competition, manifest.name, folds
         folds = self.folds(manifest)
         if folds.hash != manifest.folds_hash:
             raise StoreError(f"{folds.path}: the folds changed since '{model}' was trained "
@@ -311,7 +314,7 @@ class Store:
         oof_runs, test_runs, test_ids = [], [], None
         for seed in seeds or manifest.seeds:
             oof = np.full((len(folds.ids), n_classes), np.nan, dtype=np.float32)
-            for k in range(folds.n_folds):
+            for k in (range(folds.n_folds) if only_folds is None else only_folds):
                 d = self.fold_dir(competition, model, seed, k)
                 if (d / DONE).is_file():  # the files it finished with: the predictions by their sha256
                     check_fold(d, hashed=PREDICTION_FILES)
@@ -442,12 +445,21 @@ def weights_files(model_dir: Path, manifest: Manifest) -> list[Path]:
     return paths
 
 
-def why_unfinished(model_dir: Path, manifest: Manifest) -> str | None:
+def why_unfinished(model_dir: Path, manifest: Manifest, folds: list[int] | None = None) -> str | None:
     """None for a finished model; else what state it is in and what to do, per state: being trained
     (a kit process holds its lock: kit train would be refused, so wait), stopped part-way (kit train
-    again finishes it), or a status kit never writes (retrain it)."""
+    again finishes it), or a status kit never writes (retrain it).
+
+    `folds`: finished enough when every seed has these folds done (a model still training its others too)."""
     if manifest.complete:
         return None
+    if folds is not None:
+        missing = [(s, k) for s in manifest.seeds for k in folds if not (Path(model_dir) / fold_subdir(s, k) / DONE).is_file()]
+        if not missing:
+            return None
+        s, k = missing[0]
+        return (f"has not finished fold {k} (seed {s}) of the folds asked for; kit train --folds "
+                f"{','.join(map(str, folds))} on its recipe trains them")
     if manifest.status not in STATUSES:
         return (f"has status {manifest.status!r} in its {MANIFEST}, which is not one of {', '.join(STATUSES)}; "
                 f"retrain it with kit train --force")
@@ -460,8 +472,8 @@ def why_unfinished(model_dir: Path, manifest: Manifest) -> str | None:
             f"run kit train on its recipe again to finish it")
 
 
-def check_complete(manifest: Manifest, model_dir: Path) -> None:
-    unfinished = why_unfinished(model_dir, manifest)
+def check_complete(manifest: Manifest, model_dir: Path, folds: list[int] | None = None) -> None:
+    unfinished = why_unfinished(model_dir, manifest, folds)
     if unfinished:
         raise StoreError(f"{model_dir}: model '{manifest.name}' {unfinished}")
 

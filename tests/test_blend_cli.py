@@ -155,3 +155,33 @@ def test_the_competition_is_inferred_from_the_models_or_named_by_its_file(store)
     result = invoke(store, "-c", store.parent / "other.yaml", "--out", store.parent / "o.csv")
     assert result.exit_code == 0 and "other: out-of-fold scores of 1 members" in result.output, result.output
     assert (store.parent / "o.csv").read_text().startswith("id,label\nt0,")
+
+
+def test_blend_folds_blends_members_trained_on_some_folds_only(trained_store, workdir):
+    """An expensive member trained on fold 0 only (kit train --folds 0) blends with the others on that
+    fold's held-out rows; without --folds it is left out, as any unfinished model."""
+    from tests.conftest import write_recipe
+
+    recipe = write_recipe(workdir / "recipes", "tiny_partial", model={"arch": "resnet_small", "params": {"widths": [8]}})
+    result = runner.invoke(app, ["train", str(recipe), "--folds", "0"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["blend", "--out", "all.csv"])
+    assert result.exit_code == 0 and "dropped tiny_partial" in result.output, result.output
+    result = runner.invoke(app, ["blend", "--folds", "0", "--method", "all", "--out", "fold0.csv"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((workdir / "fold0.report" / "report.json").read_text())
+    assert set(report["members"]) == {"tiny_vgg", "tiny_resnet", "tiny_partial"}
+    assert report["folds"] == [0] and report["partial"] is True
+    # scored on fold 0's held-out rows alone, by blenders that need no second fold to be scored honestly
+    store = Store(workdir / "store")
+    folds = store.folds(store.manifest("digits", "tiny_vgg"))
+    assert not any(report["nested_cv"].values())
+    member = store.load_member("digits", "tiny_partial", folds=[0])
+    held = folds.fold == 0
+    assert np.isfinite(member.oof[held]).all() and np.isnan(member.oof[~held]).all()
+    for args, fragment in [(["--folds", "0", "--method", "caruana"], "--folds: blender 'caruana' learns from the OOF"),
+                           (["--folds", "7"], "--folds: 7 is not a fold of"),
+                           (["--folds", "1", "-m", "tiny_partial"], "has not finished fold 1 (seed 0)")]:
+        result = runner.invoke(app, ["blend", *args, "--out", "bad.csv"])
+        assert result.exit_code == 2 and fragment in result.output, (args, result.output)
+        assert not (workdir / "bad.csv").exists()

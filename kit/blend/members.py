@@ -11,10 +11,11 @@ from ..store import Manifest, Member, Store, why_unfinished
 from .metrics import METRICS
 
 
-def select_members(store: Store, competition: str, patterns: list[str] | None) -> tuple[list[str], dict[str, str]]:
+def select_members(store: Store, competition: str, patterns: list[str] | None,
+                   folds: list[int] | None = None) -> tuple[list[str], dict[str, str]]:
     """Finished models matching any of `patterns` (names or globs; every model when None) and, for
     each unfinished model a glob or the default matched, why it is left out. A model named
-    exactly must be finished: load_member says why it is not."""
+    exactly must be finished: load_member says why it is not. `folds`: finished means those folds are."""
     known = store.model_names(competition)
     chosen, named = [], set()
     for pattern in patterns or ["*"]:
@@ -27,7 +28,7 @@ def select_members(store: Store, competition: str, patterns: list[str] | None) -
     kept, dropped = [], {}
     for name in chosen:
         unfinished = None if name in named else why_unfinished(store.model_dir(competition, name),
-                                                               store.manifest(competition, name))
+                                                               store.manifest(competition, name), folds)
         if unfinished:
             dropped[name] = unfinished
         else:
@@ -39,7 +40,8 @@ def select_members(store: Store, competition: str, patterns: list[str] | None) -
     return kept, dropped
 
 
-def load_members(store: Store, competition: str, names: list[str], split_seeds: bool = False) -> list[Member]:
+def load_members(store: Store, competition: str, names: list[str], split_seeds: bool = False,
+                 folds: list[int] | None = None) -> list[Member]:
     """Each model as one member (its seeds averaged), or with `split_seeds` one member per seed,
     named `model@s<seed>` (a model trained with one seed keeps its name). Their manifests are checked
     to line up (check_manifests) before any fold file is read."""
@@ -48,10 +50,11 @@ def load_members(store: Store, competition: str, names: list[str], split_seeds: 
     for name in names:
         seeds = store.manifest(competition, name).seeds if split_seeds else []
         if len(seeds) < 2:  # load_member refuses an unfinished model
-            members.append(store.load_member(competition, name))
+            members.append(store.load_member(competition, name, folds=folds))
             continue
         # one member per seed, each seed's files read once
-        members += [dataclasses.replace(store.load_member(competition, name, seeds=[s]), name=f"{name}@s{s}")
+        members += [dataclasses.replace(store.load_member(competition, name, seeds=[s], folds=folds),
+                                        name=f"{name}@s{s}")
                     for s in seeds]
     return members
 

@@ -83,13 +83,15 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
           metric: str = "accuracy", out: Path | None = None, reporter: Reporter = SILENT, *,
           min_cv: float | None = None, top: int | None = None, split_seeds: bool = False,
           params: dict[str, dict] | list[str] | None = None, weights: str | list | dict | None = None,
-          pick: str | None = None) -> BlendResult:
+          pick: str | None = None, folds: list[int] | None = None) -> BlendResult:
     """Blend models of the store into a submission and its report.
 
     method: a blender's name, several comma-separated, or "all". params: {"caruana": {"iterations":
     200}} or the CLI's ["caruana.iterations=200", ...]. weights: the weighted vote's, one per member
     in order ([0.7, 0.3], "0.7,0.3") or by name ({"vgg": 0.7}, "vgg=0.7,resnet=0.3"; unnamed members
-    get 0). pick: the blender to write instead of the best by `metric`.
+    get 0). pick: the blender to write instead of the best by `metric`. folds: blend only these folds
+    (members trained on some folds only, as an expensive fine-tune often is): scored on their held-out
+    rows, each member's test probabilities the mean of those folds' models.
     """
     competition = store.pick_competition(competition, models=models)
     check_metric(metric)
@@ -108,8 +110,16 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
     if out is not None:  # a path kit must not write fails before any reading
         check_outputs(store, competition, Path(out))
 
-    names, unfinished = select_members(store, competition, models)
-    members = load_members(store, competition, names, split_seeds)
+    only_folds = None if folds is None else sorted(set(folds))
+    if only_folds is not None:
+        methods = _blenders_for_folds(methods, only_folds, explicit=method != "all")
+    if only_folds is not None:  # against the folds file the models were trained on, before any fold is read
+        folds_file = store.folds(store.manifest(competition, store.model_names(competition)[0]))
+        outside = [k for k in only_folds if not 0 <= k < folds_file.n_folds]
+        if outside:
+            raise BlendError(f"--folds: {outside[0]} is not a fold of {folds_file.path} (0 to {folds_file.n_folds - 1})")
+    names, unfinished = select_members(store, competition, models, only_folds)
+    members = load_members(store, competition, names, split_seeds, only_folds)
     check_compatible(members)
     warnings = tta_warnings(members)
     for warning in warnings:
@@ -118,6 +128,12 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
     classes = members[0].classes
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[label] for label in folds.labels])
+    fold_of = folds.fold
+    if only_folds is not None:  # the rows those folds held out: every member predicted them
+        rows = np.isin(folds.fold, only_folds)
+        y, fold_of = y[rows], folds.fold[rows]
+        for m in members:
+            m.oof = m.oof[rows]
     all_metrics = {m.name: classification_metrics(y, m.oof, classes) for m in members}
     kept, dropped = filter_by_score({n: v[metric] for n, v in all_metrics.items()}, metric, min_cv, top)
     dropped = {**unfinished, **dropped}
@@ -136,7 +152,7 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
 
     P_oof = np.stack([m.oof for m in members])
     P_test = np.stack([m.test for m in members])
-    fitted, oof, fit_seconds, cv_seconds = fit_and_score(blenders, P_oof, y, folds.fold, reporter)
+    fitted, oof, fit_seconds, cv_seconds = fit_and_score(blenders, P_oof, y, fold_of, reporter)
     blender_metrics = {name: classification_metrics(y, probs, classes) for name, probs in oof.items()}
 
     best = pick or best_blender(blender_metrics, metric)
@@ -145,6 +161,7 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
     out = Path(out) if out else check_outputs(store, competition, submissions_dir() / f"{competition}-{best}.csv")
     submission = write_submission(out, fmt, members[0].test_ids, test_probs, classes)
     report = {"competition": competition, "method": best, "metric": metric, "picked": pick is not None,
+              "folds": only_folds or list(range(folds.n_folds)), "partial": only_folds is not None,
               "members": member_metrics, "dropped": dropped, "blend": blender_metrics[best],
               "blenders": blender_metrics, "nested_cv": {n: b.learns for n, b in blenders.items()},
               "fit_seconds": fit_seconds, "cv_seconds": cv_seconds, "warnings": warnings,
@@ -153,6 +170,20 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
               "confusion": confusion_matrix(y, oof[best], classes),
               "correlation": member_correlation(kept, P_oof), "submission": str(submission)}
     return BlendResult(report=report, submission=submission, report_files=write_report(report_dir(out), report))
+
+
+def _blenders_for_folds(methods: list[str], folds: list[int], explicit: bool) -> list[str]:
+    """The blenders that can be scored on `folds`: a learning one needs two folds at least (fit on one,
+    score the other); asked for by name on one fold it is refused, in --method all it is left out."""
+    if len(folds) > 1:
+        return methods
+    learning = [m for m in methods if blender_class(m).learns]
+    if learning and explicit:
+        raise BlendError(f"--folds: blender '{learning[0]}' learns from the OOF rows, so its score needs two "
+                         f"folds at least (fit on one, scored on another); give more folds or an averaging "
+                         f"blender (soft, geomean, hard)")
+    kept = [m for m in methods if m not in learning]
+    return kept
 
 
 def check_outputs(store: Store, competition: str, out: Path) -> Path:
