@@ -271,15 +271,15 @@ class Store:
     def competition_spec(self, competition: str):
         """The CompetitionSpec its models were trained on, as their stored recipe.yaml records it."""
         from .competition import resolve_competition
+        from .errors import RecipeError
+        from .schema import read_yaml
 
         for name in self.model_names(competition):
             path = self.model_dir(competition, name) / "recipe.yaml"
             if path.is_file():
-                import yaml
-
-                try:
-                    entry = yaml.safe_load(path.read_text(encoding="utf-8"))["competition"]
-                except (OSError, yaml.YAMLError, TypeError, KeyError):
+                try:  # read as kit reads every recipe: duplicate keys, bad bytes and alias bombs refused
+                    entry = read_yaml(path)["competition"]
+                except (OSError, RecipeError, TypeError, KeyError):
                     continue  # another model's copy may be whole
                 return resolve_competition(entry, str(path))
         raise StoreError(f"{self.competition_dir(competition)}: no model records competition '{competition}''s "

@@ -205,3 +205,11 @@ def test_predictions_with_tta_on_a_gpu_equal_the_cpus():
     on_gpu = predict_proba(gpu_model.cuda().to(memory_format=torch.channels_last),
                            batches_for(images, labels, np.arange(40), 16, normalizer, gpu.device), gpu, tta)
     assert on_gpu.shape == on_cpu.shape == (40, 4) and np.allclose(on_gpu, on_cpu, atol=1e-3)
+
+
+def test_memory_format_is_channels_last_on_the_cpu_only_when_the_recipe_asks():
+    from kit.train.device import pick_device
+
+    assert not pick_device("cpu").channels_last
+    assert pick_device("cpu", memory_format="channels_last").channels_last
+    assert not pick_device("cpu", memory_format="contiguous").channels_last
