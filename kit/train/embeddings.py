@@ -12,6 +12,7 @@ estimator head (logreg, lightgbm) is fitted once. Both write the same fold files
 
 from __future__ import annotations
 
+import contextlib
 import io
 import pickle
 import time
@@ -102,7 +103,34 @@ def train_head(recipe, features: CachedFeatures, labels: np.ndarray, train_idx: 
     head = classifier if classifier is not None else build_head(head_cfg.name, features.dim, num_classes, run_seed,
                                                                head_cfg.params)
     model = ViewMean(head)
-    to = settings.device
+    with _threads_for(head, cfg.batch_size, settings):
+        return _fit_torch_head(recipe, model, head, x_train, y_train, x_val, y_val, x_test, run_seed, settings, reporter,
+                               checkpoint)
+
+
+# below this many multiply-adds per training step (parameters x batch), a CPU step is too small to share:
+# OpenMP's synchronisation costs more than a second thread gains (a linear head on 1,280 features trained
+# 4x faster on one thread than on two, on a busy 2-core machine)
+SMALL_STEP = 50_000_000
+
+
+@contextlib.contextmanager
+def _threads_for(head: nn.Module, batch_size: int, settings: DeviceSettings):
+    small = sum(p.numel() for p in head.parameters()) * batch_size < SMALL_STEP
+    if settings.device.type != "cpu" or not small:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _fit_torch_head(recipe, model, head, x_train, y_train, x_val, y_val, x_test, run_seed, settings, reporter,
+                    checkpoint) -> dict:
+    cfg, to = recipe.train, settings.device
     train_batches = FeatureBatches(torch.from_numpy(x_train).to(to), y_train, cfg.batch_size, shuffle=True,
                                    seed=run_seed, drop_last=True)
     val_batches = FeatureBatches(torch.from_numpy(x_val).to(to), y_val, recipe.predict.batch_size)
