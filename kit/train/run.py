@@ -200,6 +200,9 @@ def cached_features(recipe: Recipe, data: CompetitionData, normalizer: Normalize
     if cached is not None:
         reporter.message(f"{recipe.name}: features from the cache ({folder}, {cached.dim} per view)")
         return cached
+    # a backbone without pretrained weights is a random draw: made the same draw in every run, as the key
+    # (which names the weights, not a seed) promises the same features
+    torch.manual_seed(0)
     backbone = build_model(recipe.model, data.num_classes, data.channels, normalizer.size)
     backbone.to(settings.device)
     if settings.channels_last:
@@ -281,6 +284,7 @@ def _train_fold_on_features(recipe: Recipe, data: CompetitionData, features, k: 
     stores the whole network, so that kit predict runs it on new images as any member."""
     model = None
     if recipe.train.finetune.mode == "linear_probe":
+        torch.manual_seed(0)  # the backbone that computed the features (cached_features), random weights included
         model = build_model(recipe.model, data.num_classes, data.channels, normalizer.size)
     fold_dir = store.fold_dir(data.name, recipe.name, seed, k)
     checkpoint = EpochCheckpoint(fold_dir / CHECKPOINT, key=recipe.hash)
