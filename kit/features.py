@@ -79,17 +79,10 @@ def feature_key(arch: str, params: dict, pretrained: bool | str, size: int, mean
 
 
 def open_cached(folder: Path, key: str) -> CachedFeatures | None:
-    try:
-        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-        if meta.get("key") != key:
-            return None
-        train = np.load(folder / "train.npy", mmap_mode="r")
-        test = np.load(folder / "test.npy", mmap_mode="r")
-    except (OSError, ValueError):  # missing or damaged: compute again
-        return None
-    if list(train.shape) != meta.get("train_shape") or list(test.shape) != meta.get("test_shape"):
-        return None
-    return CachedFeatures(train, test, folder, computed=False)
+    from .competition.cache import open_arrays  # the image cache's reader: the same layout and checks
+
+    found = open_arrays(folder, key)
+    return None if found is None else CachedFeatures(found[0], found[1], folder, computed=False)
 
 
 def load_or_compute(folder: Path, key: str, backbone: torch.nn.Module, splits: dict, settings, tta: TTA,

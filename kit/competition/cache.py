@@ -119,18 +119,25 @@ def load_or_decode(spec: ImageFilesSpec, train: list[str], test: list[str], size
             reporter.message(f"{spec.name}: images of {MIXED}; decoding them at the recipe's {fallback_size} px")
 
 
-def _open_cached(folder: Path, key: str) -> CachedImages | None:
+def open_arrays(folder: Path, key: str) -> tuple[np.ndarray, np.ndarray, dict] | None:
+    """(train, test, meta) memory-mapped from a cache folder built for `key` (meta.json written last, with
+    the shapes); None when it is missing, damaged or built for another key. The feature cache shares it."""
     try:
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
         if meta.get("key") != key:
             return None
         train = np.load(folder / "train.npy", mmap_mode="r")
         test = np.load(folder / "test.npy", mmap_mode="r")
-    except (OSError, ValueError):  # missing or damaged: decode again
+    except (OSError, ValueError):  # missing or damaged: build again
         return None
     if list(train.shape) != meta.get("train_shape") or list(test.shape) != meta.get("test_shape"):
         return None
-    return CachedImages(train, test, folder, meta, decoded=False)
+    return train, test, meta
+
+
+def _open_cached(folder: Path, key: str) -> CachedImages | None:
+    found = open_arrays(folder, key)
+    return None if found is None else CachedImages(found[0], found[1], folder, found[2], decoded=False)
 
 
 def _decode(spec: ImageFilesSpec, folder: Path, key: str, train: list[str], test: list[str], size: int | None,
