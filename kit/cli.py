@@ -66,6 +66,10 @@ def train(
     folds: Annotated[Optional[str], typer.Option(
         help="Train only these folds, comma-separated (0,2); the model is complete once a later run has "
              "every fold.", show_default=False)] = None,
+    full: Annotated[bool, typer.Option(
+        "--full", help="Refit each recipe once per seed on every training image, for the median best epoch of its "
+                       "finished folds, and store its test predictions beside the folds (kit blend --full uses "
+                       "them); the folds must be trained first. With --force: refit again.")] = False,
     store: StoreOption = Path("store"),
 ):
     """Train each recipe k-fold and write its out-of-fold and test predictions to the store.
@@ -73,7 +77,7 @@ def train(
     Finished folds are skipped and an unfinished fold resumes from its last finished epoch,
     so rerunning after a crash only trains what is missing.
 
-    Example: [bold]kit train recipes/digits/vgg_small.yaml recipes/digits/resnet_small.yaml[/bold]
+    Example: [bold]kit train recipes/digits/vgg_small.yaml recipes/digits/resnet_small.yaml[/bold]   then   [bold]kit train recipes/digits/vgg_small.yaml --full[/bold]
     """
     from .console import RichReporter
     from .recipe import load_recipe
@@ -81,6 +85,9 @@ def train(
     from .train import train_recipe
 
     only = _fold_list(folds)
+    if full and only is not None:
+        raise KitError("--full refits on every training image, so it takes no --folds; the refit's epochs come "
+                       "from whichever folds are finished")
     loaded = [load_recipe(p) for p in recipes]  # every recipe checked before any training starts
     names = [r.name for r in loaded]
     if len(set(names)) != len(names):
@@ -88,7 +95,11 @@ def train(
         raise KitError(f"two recipes are both named '{dup}'; give one a different name: field")
     summaries = []
     for recipe in loaded:
-        s = train_recipe(recipe, Store(store), RichReporter(), force=force, device=device, wait=wait, folds=only)
+        s = train_recipe(recipe, Store(store), RichReporter(), force=force, device=device, wait=wait, folds=only,
+                         full=full)
+        if full:
+            _print_refits(s)
+            continue
         if s.cv is None:
             console.print(f"[yellow]{s.model}[/yellow]: {s.folds_trained} folds trained, {s.folds_skipped} in the "
                           f"store, {s.folds_missing} still to train (kit train without --folds finishes it), "
@@ -101,6 +112,21 @@ def train(
         console.print(make_table("trained", ["model", "accuracy", "log_loss", "macro_f1", "seconds"],
                                  [[s.model, s.cv["accuracy"], s.cv["log_loss"], s.cv["macro_f1"], s.seconds]
                                   for s in summaries]))
+
+
+def _print_refits(summary) -> None:
+    rows = []
+    for r in summary.full:
+        agree = r.get("agreement_with_folds")
+        rows.append([r["seed"], r["epochs"], r["train_rows"], round(r["history"][-1]["train_loss"], 4),
+                     "-" if agree is None else round(agree["argmax"], 4),
+                     "-" if agree is None else round(agree["mean_abs_prob"], 4), round(r["seconds"], 1)])
+    console.print(make_table(f"{summary.model}: refit on all the training images (test predictions in seed<s>/full/)",
+                             ["seed", "epochs", "images", "train_loss", "same class as folds", "mean |p - folds|",
+                              "seconds"], rows))
+    cv = f"CV accuracy {summary.cv['accuracy']:.4f} (the folds')" if summary.cv else "CV: folds unfinished"
+    console.print(f"[green]{summary.model}[/green]: {cv}; kit blend --full blends the refit's test predictions, "
+                  f"{summary.seconds:.1f} s")
 
 
 def _fold_list(text: str | None) -> list[int] | None:
@@ -141,6 +167,9 @@ def blend(
     folds: Annotated[Optional[str], typer.Option(
         help="Blend only these folds, comma-separated (0 or 0,2): for members trained on some folds only "
              "(kit train --folds); scored on those folds' held-out rows.", show_default=False)] = None,
+    full: Annotated[bool, typer.Option(
+        "--full", help="Members refit on every training image (kit train RECIPE --full) predict the test set "
+                       "with the refit instead of their folds' average; the scores stay the folds' OOF.")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Submission path (default submissions/COMPETITION-METHOD.csv).")] = None,
     competition: CompetitionOption = None,
     store: StoreOption = Path("store"),
@@ -152,7 +181,7 @@ def blend(
     lgbm) are scored by nested cross-validation over the members' folds, so every score in the
     table comes from rows the blender was not fitted on.
 
-    Example: [bold]kit blend --method all --min-cv 0.9 -p caruana.metric=accuracy[/bold]   or   [bold]kit blend -m 'vgg*' -m resnet_small --weights 0.7,0.3[/bold]   or   [bold]kit blend --folds 0[/bold]
+    Example: [bold]kit blend --method all --min-cv 0.9 -p caruana.metric=accuracy[/bold]   or   [bold]kit blend -m 'vgg*' -m resnet_small --weights 0.7,0.3[/bold]   or   [bold]kit blend --folds 0[/bold]   or   [bold]kit blend --full[/bold]
     """
     from .blend import blend as run_blend
     from .console import RichReporter
@@ -160,7 +189,8 @@ def blend(
 
     result = run_blend(Store(store), competition, models, method or ("weighted" if weights else "soft"), metric, out,
                        RichReporter(), min_cv=min_cv, top=top, split_seeds=split_seeds, params=param or [],
-                       weights=weights, pick=pick, folds=None if folds is None else _fold_list(folds))
+                       weights=weights, pick=pick, folds=None if folds is None else _fold_list(folds),
+                       full=full)
     _print_blend(result)
 
 
@@ -169,6 +199,9 @@ def _print_blend(result) -> None:
 
     for name, why in result.dropped.items():
         console.print(f"[dim]dropped {name}: {why}[/dim]")
+    for name, how in result.report["test_predictions"].items():
+        if how.startswith("full"):
+            console.print(f"[dim]{name}: test predictions from its {how}; its score is its folds'[/dim]")
     columns, rows, highlight = score_table(result.report)
     on = result.report["folds"]
     some = f" on fold{'s' if len(on) > 1 else ''} {','.join(map(str, on))} only" if result.report.get("partial") else ""

@@ -172,6 +172,11 @@ def write_summary(path: Path, report: dict, images: dict[str, str]) -> Path:
              f"Members ({len(report['members'])}): {', '.join(report['members'])}"]
     lines += [f"- dropped {name}: {why}" for name, why in report["dropped"].items()]
     lines += [f"- **warning:** {text}" for text in report["warnings"]]
+    refits = {name: how for name, how in report.get("test_predictions", {}).items() if how.startswith("full")}
+    if refits:  # kit blend --full: the submission is not the folds' average, the score still is the folds'
+        lines += ["", "Test predictions: " + "; ".join(f"{name} from its {how}" for name, how in refits.items())
+                  + "; the others' from the average of their fold models. The scores above are the folds' "
+                  "out-of-fold ones: a refit on every image holds no row out, so it has no score of its own."]
     columns, rows, highlight = score_table(report)
     lines += ["", "## Out-of-fold scores", "", markdown_table(columns, rows, highlight)]
     columns, rows, other = fitted_table(report)

@@ -15,6 +15,8 @@
           weights.pt                      the best epoch's state dict
           checkpoint.pt                   while the fold trains: the state after the last epoch
           fold.json                       written last: the fold is done, and each file's size and sha256
+        seed<s>/full/                     kit train --full: the recipe refit on every training image
+          test.npz, history.csv, weights.pt, fold.json   (no oof.npz: no row was held out)
 
 Every file is written atomically (fileio), so a killed run leaves whole files or none.
 """
@@ -213,18 +215,40 @@ class Store:
 
         `weights`: the serialised state dict (the store never imports torch); `history` (one dict
         per epoch) and `weights` are absent from synthetic stores, which only blend."""
-        d = self.fold_dir(competition, model, seed, fold)
-        contents = {OOF: npz_bytes(ids=oof_ids, probs=oof), TEST: npz_bytes(ids=test_ids, probs=test)}
-        if history is not None:
-            contents[HISTORY] = pd.DataFrame(history).to_csv(index=False).encode("utf-8")
-        if weights is not None:
-            contents[WEIGHTS] = weights
-        for name, data in contents.items():
-            fileio.write_bytes(d / name, data)
-        # what the done mark vouches for: checked (by size) before a finished fold is skipped or read
-        files = {name: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()} for name, data in contents.items()}
-        fileio.write_json(d / DONE, {**record, "files": files})
-        return d
+        return write_run(self.fold_dir(competition, model, seed, fold), record, test_ids=test_ids, test=test,
+                         oof_ids=oof_ids, oof=oof, history=history, weights=weights)
+
+    # ---- the refit on all the training images (kit train --full)
+    def full_dir(self, competition: str, model: str, seed: int) -> Path:
+        return self.model_dir(competition, model) / full_subdir(seed)
+
+    def write_full(self, competition: str, model: str, seed: int, *, test_ids: np.ndarray, test: np.ndarray,
+                   record: dict, history: list[dict], weights: bytes) -> Path:
+        """A seed's full-data refit: a fold's files without oof.npz, fold.json last as for a fold."""
+        return write_run(self.full_dir(competition, model, seed), record, test_ids=test_ids, test=test,
+                         history=history, weights=weights)
+
+    def full_seeds(self, manifest: Manifest) -> list[int]:
+        """The seeds of a model whose full-data refit is finished (each checked as a done fold is)."""
+        return [s for s in manifest.seeds if is_fold_done(self.full_dir(manifest.competition, manifest.name, s))]
+
+    def full_test(self, manifest: Manifest, seeds: list[int] | None = None) -> tuple[np.ndarray, list[dict]] | None:
+        """The full-data refits' test probabilities averaged over `seeds` (default: the manifest's),
+        and their fold.json records; None unless every one of those seeds has a finished refit."""
+        seeds = seeds or manifest.seeds
+        if any(s not in self.full_seeds(manifest) for s in seeds):
+            return None
+        runs, records = [], []
+        for s in seeds:
+            d = self.full_dir(manifest.competition, manifest.name, s)
+            check_fold(d, hashed=(TEST,))
+            predictions = read_predictions(d / TEST, len(manifest.classes))
+            if fileio.array_hash(predictions["ids"]) != manifest.test_ids_hash:
+                raise StoreError(f"{d / TEST}: its test ids are not the ones '{manifest.name}' recorded in its "
+                                 f"{MANIFEST}; delete {full_subdir(s)} and run kit train --full again")
+            runs.append(predictions["probs"])
+            records.append(read_json(d / DONE))
+        return np.mean(runs, axis=0), records
 
     def weights_files(self, manifest: Manifest) -> list[Path]:
         return weights_files(self.model_dir(manifest.competition, manifest.name), manifest)
@@ -370,6 +394,30 @@ def fold_subdir(seed: int, fold: int) -> str:
     return f"seed{seed}/fold{fold}"
 
 
+def full_subdir(seed: int) -> str:
+    return f"seed{seed}/full"
+
+
+def write_run(d: Path, record: dict, *, test_ids: np.ndarray, test: np.ndarray, oof_ids: np.ndarray | None = None,
+              oof: np.ndarray | None = None, history: list[dict] | None = None, weights: bytes | None = None) -> Path:
+    """A training run's files in FOLD_FILES' order (those it has), fold.json last with each one's size and
+    sha256: whoever finds fold.json finds the rest whole."""
+    contents = {}
+    if oof is not None:
+        contents[OOF] = npz_bytes(ids=oof_ids, probs=oof)
+    contents[TEST] = npz_bytes(ids=test_ids, probs=test)
+    if history is not None:
+        contents[HISTORY] = pd.DataFrame(history).to_csv(index=False).encode("utf-8")
+    if weights is not None:
+        contents[WEIGHTS] = weights
+    for name, data in contents.items():
+        fileio.write_bytes(d / name, data)
+    # what the done mark vouches for: checked (by size) before a finished fold is skipped or read
+    files = {name: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()} for name, data in contents.items()}
+    fileio.write_json(d / DONE, {**record, "files": files})
+    return d
+
+
 def model_lock(model_dir: Path) -> Path:
     model_dir = Path(model_dir)
     return model_dir.parent.parent / "locks" / f"{model_dir.name}.lock"
@@ -378,6 +426,8 @@ def model_lock(model_dir: Path) -> Path:
 def retrain_fold(fold_dir: Path) -> str:
     """What to do about a fold whose files are not what kit wrote: retrain that fold alone, or the model."""
     fold_dir = Path(fold_dir)
+    if fold_dir.name == "full":
+        return f"delete {fold_dir.parent.name}/full and run kit train --full on the model's recipe again to refit it"
     return (f"delete {fold_dir.parent.name}/{fold_dir.name} and run kit train on the model's recipe again to "
             f"retrain that fold (or retrain the model with --force)")
 

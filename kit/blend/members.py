@@ -41,10 +41,14 @@ def select_members(store: Store, competition: str, patterns: list[str] | None,
 
 
 def load_members(store: Store, competition: str, names: list[str], split_seeds: bool = False,
-                 folds: list[int] | None = None) -> list[Member]:
+                 folds: list[int] | None = None, full: bool = False) -> tuple[list[Member], dict[str, str]]:
     """Each model as one member (its seeds averaged), or with `split_seeds` one member per seed,
     named `model@s<seed>` (a model trained with one seed keeps its name). Their manifests are checked
-    to line up (check_manifests) before any fold file is read."""
+    to line up (check_manifests) before any fold file is read.
+
+    `full`: a member's test probabilities are those of its refit on every training image (kit train
+    --full, each of its seeds refit) in place of its fold models' average; its OOF stays the folds'.
+    -> the members, and where each one's test probabilities come from (member -> description)."""
     check_manifests({name: store.manifest(competition, name) for name in names})
     members = []
     for name in names:
@@ -56,7 +60,17 @@ def load_members(store: Store, competition: str, names: list[str], split_seeds: 
         members += [dataclasses.replace(store.load_member(competition, name, seeds=[s], folds=folds),
                                         name=f"{name}@s{s}")
                     for s in seeds]
-    return members
+    sources = {}
+    for member in members:
+        seeds = [int(member.name.rsplit("@s", 1)[1])] if "@s" in member.name else member.manifest.seeds
+        refit = store.full_test(member.manifest, seeds) if full else None
+        if refit is None:
+            sources[member.name] = "fold average" + (" (no full refit: kit train --full)" if full else "")
+            continue
+        member.test, records = refit
+        sources[member.name] = (f"full refit ({len(records)} seed{'s' if len(records) > 1 else ''}, "
+                                f"{records[0]['epochs']} epochs on {records[0]['train_rows']:,} images)")
+    return members, sources
 
 
 def check_compatible(members: list[Member]) -> None:

@@ -83,7 +83,7 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
           metric: str = "accuracy", out: Path | None = None, reporter: Reporter = SILENT, *,
           min_cv: float | None = None, top: int | None = None, split_seeds: bool = False,
           params: dict[str, dict] | list[str] | None = None, weights: str | list | dict | None = None,
-          pick: str | None = None, folds: list[int] | None = None) -> BlendResult:
+          pick: str | None = None, folds: list[int] | None = None, full: bool = False) -> BlendResult:
     """Blend models of the store into a submission and its report.
 
     method: a blender's name, several comma-separated, or "all". params: {"caruana": {"iterations":
@@ -91,7 +91,9 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
     in order ([0.7, 0.3], "0.7,0.3") or by name ({"vgg": 0.7}, "vgg=0.7,resnet=0.3"; unnamed members
     get 0). pick: the blender to write instead of the best by `metric`. folds: blend only these folds
     (members trained on some folds only, as an expensive fine-tune often is): scored on their held-out
-    rows, each member's test probabilities the mean of those folds' models.
+    rows, each member's test probabilities the mean of those folds' models. full: the test probabilities
+    of members refit on every training image (kit train --full) come from the refit (the report says
+    which); every score stays the folds' out-of-fold one.
     """
     competition = store.pick_competition(competition, models=models)
     check_metric(metric)
@@ -119,9 +121,12 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
         if outside:
             raise BlendError(f"--folds: {outside[0]} is not a fold of {folds_file.path} (0 to {folds_file.n_folds - 1})")
     names, unfinished = select_members(store, competition, models, only_folds)
-    members = load_members(store, competition, names, split_seeds, only_folds)
+    members, test_sources = load_members(store, competition, names, split_seeds, only_folds, full)
     check_compatible(members)
     warnings = tta_warnings(members)
+    if full and not any(how.startswith("full") for how in test_sources.values()):
+        warnings.append("--full: no member has a full refit (kit train RECIPE --full); the test predictions are "
+                        "the fold models' averages")
     for warning in warnings:
         reporter.message(f"warning: {warning}")
     folds = store.folds(members[0].manifest)
@@ -165,7 +170,8 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
               "members": member_metrics, "dropped": dropped, "blend": blender_metrics[best],
               "blenders": blender_metrics, "nested_cv": {n: b.learns for n, b in blenders.items()},
               "fit_seconds": fit_seconds, "cv_seconds": cv_seconds, "warnings": warnings,
-              "tta": {m.name: m.manifest.tta for m in members}, "params": fitted[best].get_params(),
+              "tta": {m.name: m.manifest.tta for m in members},
+              "test_predictions": {m.name: test_sources[m.name] for m in members}, "params": fitted[best].get_params(),
               "fitted": name_members(fitted[best].describe(), kept),
               "confusion": confusion_matrix(y, oof[best], classes),
               "correlation": member_correlation(kept, P_oof), "submission": str(submission)}

@@ -42,10 +42,14 @@ class FitResult:
         return self.history[self.best_epoch]
 
 
-def fit(model: nn.Module, train_batches: ArrayBatches, val_batches: ArrayBatches, cfg: TrainConfig,
+def fit(model: nn.Module, train_batches: ArrayBatches, val_batches: ArrayBatches | None, cfg: TrainConfig,
         settings: DeviceSettings, reporter: Reporter = SILENT, progress_key: str = "epochs",
         checkpoint: EpochCheckpoint | None = None, mixer: BatchMixer | None = None) -> FitResult:
     """Train `model` in place for cfg.epochs; on return it holds the weights of its best epoch (lowest val loss).
+
+    Without `val_batches` (a refit on every training image: nothing is held out) no epoch is
+    validated, so none is chosen: the model keeps its last epoch's weights (the EMA's, with one),
+    and the history's val_loss and val_acc are None.
 
     With cfg.ema_decay those are the averaged weights of that epoch; with cfg.early_stopping the
     fold stops once the validation loss has not improved for that many epochs. With a
@@ -98,30 +102,38 @@ def fit(model: nn.Module, train_batches: ArrayBatches, val_batches: ArrayBatches
         train_loss, train_acc = _train_epoch(step_model, train_batches, optimizer, schedule, scaler, ema, mixer, cfg,
                                              settings, lambda: reporter.advance(progress_key, 1 / len(train_batches)),
                                              lookahead, epoch)
-        val_probs = predict_proba(evaluated, val_batches, settings)
-        val_labels = val_batches.labels[val_batches.indices]
-        # a diverged epoch stops the fold before its NaN reaches a checkpoint, the history or the store
         check_finite(np.array([train_loss]), f"epoch {epoch + 1}: the training loss is", cfg)
-        check_finite(val_probs, f"epoch {epoch + 1}: the held-out predictions are", cfg)
-        val_loss = log_loss(val_labels, val_probs)
-        val_acc = float((val_probs.argmax(1) == val_labels).mean())
+        val_loss = val_acc = None
+        if val_batches is not None:
+            val_probs = predict_proba(evaluated, val_batches, settings)
+            val_labels = val_batches.labels[val_batches.indices]
+            # a diverged epoch stops the fold before its NaN reaches a checkpoint, the history or the store
+            check_finite(val_probs, f"epoch {epoch + 1}: the held-out predictions are", cfg)
+            val_loss = log_loss(val_labels, val_probs)
+            val_acc = float((val_probs.argmax(1) == val_labels).mean())
         schedule.epoch_end(val_loss)
         result.history.append({"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc,
                                "val_loss": val_loss, "val_acc": val_acc, "lr": lr,
                                "seconds": time.perf_counter() - started})
-        if val_loss < best_loss:
+        if val_loss is None:  # unvalidated: the latest epoch is the one kept
+            result.best_epoch = epoch
+        elif val_loss < best_loss:
             best_loss, result.best_epoch = val_loss, epoch
             best_state = copy.deepcopy({k: v.detach().to("cpu", copy=True) for k, v in evaluated.state_dict().items()})
         if checkpoint:
             checkpoint.save({**{name: part.state_dict() for name, part in parts.items()}, "rng": rng_state(),
                              "history": result.history, "best_epoch": result.best_epoch,
                              "best_state": best_state, "best_loss": best_loss})
-        reporter.advance(progress_key, 0, description=f"epoch {epoch + 1}/{cfg.epochs} val_loss {val_loss:.4f} acc {val_acc:.4f}")
-        if cfg.early_stopping and epoch - result.best_epoch >= cfg.early_stopping and epoch + 1 < cfg.epochs:
+        shown = f"train_loss {train_loss:.4f}" if val_loss is None else f"val_loss {val_loss:.4f} acc {val_acc:.4f}"
+        reporter.advance(progress_key, 0, description=f"epoch {epoch + 1}/{cfg.epochs} {shown}")
+        if (cfg.early_stopping and val_batches is not None and epoch - result.best_epoch >= cfg.early_stopping
+                and epoch + 1 < cfg.epochs):
             result.stopped_early = True
             reporter.advance(progress_key, cfg.epochs - epoch - 1)  # the epochs skipped, so the bar stays true
             break
-    if best_state is not None:
+    if val_batches is None and ema is not None:
+        model.load_state_dict(ema.module.state_dict())
+    elif best_state is not None:
         model.load_state_dict(best_state)
     return result
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import math
 import shutil
 import time
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from ..progress import SILENT, Reporter
 from ..recipe import Recipe
 from ..report import classification_metrics
 from ..paths import check_store, competition_inputs
-from ..store import CHECKPOINT, MANIFEST, Manifest, PredictInfo, Store
+from ..store import CHECKPOINT, MANIFEST, Manifest, PredictInfo, Store, read_json
 from ..tta import TTA, describe
 from .augmented_batches import AugmentedBatches
 from .batch_augment import BatchAugment
@@ -54,15 +55,21 @@ class TrainSummary:
     cv: dict | None  # classification_metrics of the (seed-averaged) out-of-fold predictions; None while folds are missing
     seconds: float
     folds_missing: int = 0  # (seed, fold) runs not yet in the store (train_recipe's `folds` left them out)
+    full: list[dict] | None = None  # with full=True: each seed's refit on every training image (its fold.json record)
 
 
 def train_recipe(recipe: Recipe, store: Store, reporter: Reporter = SILENT, force: bool = False,
-                 device: str = "auto", wait: bool = False, folds: list[int] | None = None) -> TrainSummary:
+                 device: str = "auto", wait: bool = False, folds: list[int] | None = None,
+                 full: bool = False) -> TrainSummary:
     """Train every (seed, fold) of `recipe` that the store lacks; one process per model at a time.
 
     `folds`: train only these folds (of every seed); the model stays unfinished (status 'training',
-    no metrics) until a later call has every fold in the store."""
+    no metrics) until a later call has every fold in the store.
+    `full`: instead, refit the recipe once per seed on every training image (refit_full), for the
+    number of epochs its finished folds chose; `force` then redoes the refit, never the folds."""
     started = time.perf_counter()
+    if full:
+        _check_refittable(recipe)
     # everything that can fail on bad input happens before the store is written to
     settings = pick_device(device, recipe.train.precision, recipe.train.memory_format)
     check_store(store.root, competition_inputs(recipe.competition_spec))
@@ -96,6 +103,9 @@ def train_recipe(recipe: Recipe, store: Store, reporter: Reporter = SILENT, forc
                               f"(its cv.folds: 0 to {cv_folds.n_folds - 1})")
     lock = store.lock_path(data.name, recipe.name)
     with exclusive(lock, f"model '{recipe.name}'", wait=wait):
+        if full:
+            return refit_full(recipe, data, inputs, normalizer, pipeline, cv_folds, store, reporter, force, settings,
+                              started)
         return _train_recipe(recipe, data, inputs, normalizer, pipeline, cv_folds, store, reporter, force, settings,
                              started, folds)
 
@@ -177,6 +187,125 @@ def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, normalizer: Nor
     return TrainSummary(model=recipe.name, competition=data.name, model_dir=model_dir,
                         folds_trained=len(todo), folds_skipped=done,
                         cv=cv, seconds=time.perf_counter() - started)
+
+
+def _check_refittable(recipe: Recipe) -> None:
+    """What a refit on all the data cannot do, refused before anything loads: with no held-out rows there
+    is no validation loss for a plateau schedule to follow, and heads on cached features are refit apart."""
+    if recipe.train.scheduler.name == "plateau":
+        raise RecipeError(f"{recipe.source}: train.scheduler.name: --full cannot refit with 'plateau', which follows "
+                          f"the validation loss, and a refit on every image has none; use a fixed schedule (cosine, "
+                          f"step, onecycle, triangle)")
+    if trains_on_features(recipe):
+        raise RecipeError(f"{recipe.source}: train.finetune.mode: --full does not refit a head on cached features "
+                          f"yet; blend the folds' test predictions (the default)")
+
+
+def full_epochs(best_epochs: list[int]) -> int:
+    """The refit's epochs: the median of the finished folds' best epochs, halves rounded up.
+
+    Not scaled by the data: an epoch of all N images is already k / (k - 1) times a fold's epoch, so
+    the same number of epochs takes as many passes over the data and k / (k - 1) times the steps, as
+    the larger set warrants. The schedule (warm-up, cosine, triangle) spans these epochs."""
+    return max(1, math.floor(float(np.median(best_epochs)) + 0.5))
+
+
+def refit_full(recipe: Recipe, data: CompetitionData, inputs, normalizer: Normalizer, pipeline, folds: Folds,
+               store: Store, reporter: Reporter, force: bool, settings: DeviceSettings, started: float) -> TrainSummary:
+    """Train the recipe once per seed on every training image and store its test predictions in
+    seed<s>/full/ beside the folds (no OOF: nothing was held out, so the model's score stays the folds' CV).
+
+    The epochs come from the folds already in the store (full_epochs); each seed's refit is checkpointed
+    after every epoch and resumes, and is skipped once done unless `force`."""
+    model_dir = store.model_dir(data.name, recipe.name)
+    manifest = _manifest(recipe, data, folds, store, normalizer)
+    if not store.has_manifest(data.name, recipe.name):
+        raise StoreError(f"{model_dir}: model '{recipe.name}' has no finished folds to take the refit's epochs from; "
+                         f"train them first: kit train {recipe.source}")
+    _check_existing(store, manifest, force=False, legacy_recipe_hash=recipe.legacy_hash)  # same recipe, data, folds
+    manifest = store.manifest(data.name, recipe.name)
+    finished = [(s, k) for s in manifest.seeds for k in range(folds.n_folds)
+                if store.is_fold_done(data.name, recipe.name, s, k)]
+    if not finished:
+        raise StoreError(f"{model_dir}: model '{recipe.name}' has no finished folds to take the refit's epochs from; "
+                         f"train them first: kit train {recipe.source}")
+    best_epochs = [read_json(store.fold_dir(data.name, recipe.name, s, k) / "fold.json")["best_epoch"]
+                   for s, k in finished]
+    epochs = full_epochs(best_epochs)
+    cfg = recipe.train.model_copy(update={"epochs": epochs, "early_stopping": None})
+    done = store.full_seeds(manifest)
+    todo = [s for s in recipe.train.seeds if force or s not in done]
+    rule = (f"median best epoch of {len(finished)} finished fold(s) {sorted(best_epochs)}"
+            + (f", the recipe's {recipe.train.epochs}" if epochs == recipe.train.epochs else ""))
+    reporter.message(f"refitting {recipe.name} on all {len(data.train_ids):,} training images for {epochs} epochs "
+                     f"({rule}), seeds {todo or 'none (done; --force refits)'}")
+    records = [read_json(store.full_dir(data.name, recipe.name, s) / "fold.json")
+               for s in recipe.train.seeds if s not in todo]
+    if todo:
+        on_batches = (plan_batch_augment(recipe.augment.transforms, normalizer.to(settings.device),
+                                         alternating_flip=recipe.augment.alternating_flip)
+                      if pipeline is not None or recipe.augment.alternating_flip else None)
+        test_batches = batches_for(data.test_images, None, np.arange(len(data.test_ids)), recipe.predict.batch_size,
+                                   normalizer, settings.device)
+        reporter.start("train", f"{recipe.name} full", total=len(todo) * epochs)
+        try:
+            for seed in todo:
+                reporter.advance("train", 0, description=f"{recipe.name} seed {seed} on all images")
+                records.append(_refit_seed(recipe, cfg, data, folds, seed, normalizer, settings, store, test_batches,
+                                           reporter, pipeline, on_batches, rule, force))
+        finally:
+            reporter.finish("train")
+    return TrainSummary(model=recipe.name, competition=data.name, model_dir=model_dir, folds_trained=0,
+                        folds_skipped=len(finished), cv=manifest.cv, seconds=time.perf_counter() - started,
+                        full=records)
+
+
+def _refit_seed(recipe: Recipe, cfg, data: CompetitionData, folds: Folds, seed: int, normalizer: Normalizer,
+                settings: DeviceSettings, store: Store, test_batches, reporter: Reporter, pipeline,
+                on_batches: BatchAugment | None, rule: str, force: bool) -> dict:
+    """One seed's refit on every training image, as train_fold trains a fold but with nothing held out."""
+    run_seed = seed * 1000 + folds.n_folds  # folds are seed * 1000 + k, k < n_folds: this state is none of theirs
+    torch.manual_seed(run_seed)
+    rows = np.arange(len(data.train_ids))
+    model = build_model(recipe.model, data.num_classes, data.channels, normalizer.size)
+    if pipeline is None or on_batches is not None:
+        train_batches = batches_for(data.train_images, data.train_labels, rows, cfg.batch_size, normalizer,
+                                    settings.device, shuffle=True, seed=run_seed, drop_last=True,
+                                    augment=None if on_batches is None else BatchAugment(on_batches.ops, run_seed))
+    else:
+        train_batches = AugmentedBatches(data.train_images, data.train_labels, rows, cfg.batch_size, normalizer,
+                                         pipeline, seed=run_seed, drop_last=True, workers=recipe.augment.workers)
+    augment = recipe.augment
+    mixer = (BatchMixer(data.num_classes, augment.mixup, augment.cutmix, seed=run_seed)
+             if augment.mixup or augment.cutmix else None)
+    full_dir = store.full_dir(data.name, recipe.name, seed)
+    if force and full_dir.exists():
+        shutil.rmtree(full_dir)
+    checkpoint = EpochCheckpoint(full_dir / CHECKPOINT, key=f"{recipe.hash}-full-{cfg.epochs}")
+    try:
+        result = fit(model, train_batches, None, cfg, settings, reporter, progress_key="train",
+                     checkpoint=checkpoint, mixer=mixer)
+        tta = TTA.from_config(recipe.tta)
+        test = predict_proba(model, test_batches, settings, tta)
+        check_finite(test, f"epoch {cfg.epochs}: its test predictions are", cfg)
+    except NotFinite as exc:
+        raise exc.at(f"{recipe.source}: seed {seed}, the refit on all images") from None
+    manifest = store.manifest(data.name, recipe.name)
+    folds_done = [k for k in range(folds.n_folds) if store.is_fold_done(data.name, recipe.name, seed, k)]
+    agreement = None
+    if folds_done:  # how far the refit's test predictions are from the folds' average, the blend's default
+        fold_test = store.assemble(manifest, seeds=[seed], folds=folds_done).test
+        agreement = {"folds": folds_done, "argmax": float((test.argmax(1) == fold_test.argmax(1)).mean()),
+                     "mean_abs_prob": float(np.abs(test - fold_test).mean())}
+    buffer = io.BytesIO()
+    torch.save({k_: v.cpu() for k_, v in model.state_dict().items()}, buffer)
+    record = {"seed": seed, "full": True, "epochs": cfg.epochs, "rule": rule, "train_rows": len(rows),
+              "seconds": sum(h["seconds"] for h in result.history), "device": str(settings.device),
+              "tta": tta.record, "agreement_with_folds": agreement, "history": result.history}
+    store.write_full(data.name, recipe.name, seed, test_ids=data.test_ids, test=test, record=record,
+                     history=result.history, weights=buffer.getvalue())
+    checkpoint.remove()
+    return record
 
 
 def trains_on_features(recipe: Recipe) -> bool:
