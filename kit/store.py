@@ -6,6 +6,7 @@
       folds/k5-seed42.csv                 id, label, fold
       models/<model>/
         model.json                        manifest: recipe hash, folds hash, data fingerprint, classes, status
+                                          (a re-predicted member: derived_from, its source and the views)
         recipe.yaml                       the resolved recipe
         metrics.json                      CV metrics, once every fold is done
         seed<s>/fold<k>/
@@ -16,7 +17,10 @@
           checkpoint.pt                   while the fold trains: the state after the last epoch
           fold.json                       written last: the fold is done, and each file's size and sha256
 
-Every file is written atomically (fileio), so a killed run leaves whole files or none.
+Every file is written atomically (fileio), so a killed run leaves whole files or none. A member
+re-predicted from another's weights (kit/repredict.py) has only oof.npz, test.npz and fold.json per
+fold: its weights are its source's, checked by the sha256 its manifest recorded; it is built in a
+hidden staging folder beside the models and renamed into place whole (publish_model).
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ import fnmatch
 import hashlib
 import io
 import json
+import os
+import shutil
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +81,20 @@ class PredictInfo(Record):
     head: str | None = None
 
 
+class DerivedFrom(Record):
+    """A member re-predicted from another model's stored weights (kit repredict): what it came from.
+
+    Its folds hold no weights.pt: the weights are the source's, in the source's folder, each checked
+    against the sha256 recorded here before it is used (kit predict, a later re-predict)."""
+
+    source: str  # the trained model whose weights made the predictions (never itself a derived member)
+    source_manifest_sha256: str  # the source's model.json, byte for byte, when the member was made
+    source_recipe_hash: str | None = None
+    tta: str | dict  # the views the member was predicted with, as Manifest.tta records them
+    weights: dict[str, str]  # 'seed0/fold1' -> sha256 of the source's weights.pt that predicted that fold
+    weights_in: str = "source"  # where the weights are: the source's fold folders (not copied)
+
+
 class Manifest(Record):
     """model.json: what a model was trained on and how, so that blending can check its members line up.
 
@@ -100,6 +121,7 @@ class Manifest(Record):
     finished: str | None = None
     # the headline metrics, once every fold is done; a NaN is a failed run, never a score
     cv: dict[str, Annotated[float, Field(allow_inf_nan=False)]] | None = None
+    derived_from: DerivedFrom | None = None  # None: the model was trained (kit train), not re-predicted
 
     @property
     def complete(self) -> bool:
@@ -152,7 +174,7 @@ class Store:
         return model_lock(self.model_dir(competition, model))
 
     def sample_submission(self, competition: str) -> Path:
-        return self.competition_dir(competition) / "sample_submission.csv"
+        return sample_submission_beside(self.model_dir(competition, "_"))
 
     def keep_sample_submission(self, competition: str, source: Path) -> None:
         """A copy of the competition's sample submission, so that blending needs nothing but the store."""
@@ -178,7 +200,8 @@ class Store:
         models = self.competition_dir(competition) / "models"
         if not models.is_dir():
             return []
-        return sorted(p.name for p in models.iterdir() if (p / MANIFEST).is_file())
+        # a hidden folder is a member being built (staging_dir), never a model: names start with a letter or digit
+        return sorted(p.name for p in models.iterdir() if not p.name.startswith(".") and (p / MANIFEST).is_file())
 
     def has_manifest(self, competition: str, model: str) -> bool:
         return (self.model_dir(competition, model) / MANIFEST).is_file()
@@ -213,18 +236,36 @@ class Store:
 
         `weights`: the serialised state dict (the store never imports torch); `history` (one dict
         per epoch) and `weights` are absent from synthetic stores, which only blend."""
-        d = self.fold_dir(competition, model, seed, fold)
-        contents = {OOF: npz_bytes(ids=oof_ids, probs=oof), TEST: npz_bytes(ids=test_ids, probs=test)}
-        if history is not None:
-            contents[HISTORY] = pd.DataFrame(history).to_csv(index=False).encode("utf-8")
-        if weights is not None:
-            contents[WEIGHTS] = weights
-        for name, data in contents.items():
-            fileio.write_bytes(d / name, data)
-        # what the done mark vouches for: checked (by size) before a finished fold is skipped or read
-        files = {name: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()} for name, data in contents.items()}
-        fileio.write_json(d / DONE, {**record, "files": files})
-        return d
+        return write_fold_files(self.fold_dir(competition, model, seed, fold), oof_ids=oof_ids, oof=oof,
+                                test_ids=test_ids, test=test, record=record, history=history, weights=weights)
+
+    def staging_dir(self, competition: str, model: str) -> Path:
+        """A new hidden folder beside the models where `model` is built whole before publish_model renames
+        it into place: no reader sees a member half made, and a killed run leaves only a hidden folder."""
+        models = self.competition_dir(competition) / "models"
+        try:
+            models.mkdir(parents=True, exist_ok=True)
+            return Path(tempfile.mkdtemp(prefix=f".{model}.", suffix=".tmp", dir=models))
+        except OSError as exc:
+            raise fileio.write_error(models, exc) from None
+
+    def publish_model(self, staging: Path, competition: str, model: str) -> Path:
+        """Rename a staged model folder into place, replacing the model of that name if there is one
+        (moved aside first, and removed only once the new one is in place)."""
+        target = self.model_dir(competition, model)
+        old = None
+        try:
+            if target.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{model}.old.", suffix=".tmp", dir=target.parent))
+                os.replace(target, old / model)
+            os.replace(staging, target)
+        except OSError as exc:
+            if old is not None and (old / model).exists() and not target.exists():
+                os.replace(old / model, target)  # the old model back where it was
+            raise fileio.write_error(target, exc) from None
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return target
 
     def weights_files(self, manifest: Manifest) -> list[Path]:
         return weights_files(self.model_dir(manifest.competition, manifest.name), manifest)
@@ -335,6 +376,24 @@ class Store:
                       test=np.mean(test_runs, axis=0), test_ids=test_ids)
 
 
+def write_fold_files(fold_dir: Path, *, oof_ids: np.ndarray, oof: np.ndarray, test_ids: np.ndarray,
+                     test: np.ndarray, record: dict, history: list[dict] | None = None,
+                     weights: bytes | None = None) -> Path:
+    """Store.write_fold into any fold folder (a staged member's too): fold.json last, with each file's size and sha256."""
+    d = Path(fold_dir)
+    contents = {OOF: npz_bytes(ids=oof_ids, probs=oof), TEST: npz_bytes(ids=test_ids, probs=test)}
+    if history is not None:
+        contents[HISTORY] = pd.DataFrame(history).to_csv(index=False).encode("utf-8")
+    if weights is not None:
+        contents[WEIGHTS] = weights
+    for name, data in contents.items():
+        fileio.write_bytes(d / name, data)
+    # what the done mark vouches for: checked (by size) before a finished fold is skipped or read
+    files = {name: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()} for name, data in contents.items()}
+    fileio.write_json(d / DONE, {**record, "files": files})
+    return d
+
+
 def check_folds_fit(manifest: Manifest, folds: Folds, manifest_path: Path) -> None:
     """The manifest's fold count and classes are those of the folds it was trained on."""
     if manifest.n_folds != folds.n_folds:
@@ -368,6 +427,11 @@ def held_out_rows(path: Path, ids: np.ndarray, folds: Folds, k: int, row_of: dic
 
 def fold_subdir(seed: int, fold: int) -> str:
     return f"seed{seed}/fold{fold}"
+
+
+def sample_submission_beside(model_dir: Path) -> Path:
+    """The copy of the competition's sample submission in the store a model's folder lies in."""
+    return Path(model_dir).parent.parent / "sample_submission.csv"
 
 
 def model_lock(model_dir: Path) -> Path:
@@ -434,15 +498,40 @@ def npz_bytes(**arrays) -> bytes:
     return buffer.getvalue()
 
 
-def weights_files(model_dir: Path, manifest: Manifest) -> list[Path]:
+def weights_files(model_dir: Path, manifest: Manifest, hashed: bool = False) -> list[Path]:
     """Every (seed, fold)'s best weights in a model's folder (in the store or copied out of it), each
-    checked present."""
-    paths = [Path(model_dir) / fold_subdir(s, k) / WEIGHTS for s in manifest.seeds for k in range(manifest.n_folds)]
+    checked present, and with `hashed` its sha256 checked against its fold.json. A derived member's
+    are its source's (in the sibling folder), each checked against the sha256 the member recorded."""
+    derived = manifest.derived_from
+    weights_dir = Path(model_dir) if derived is None else Path(model_dir).parent / derived.source
+    paths = [weights_dir / fold_subdir(s, k) / WEIGHTS for s in manifest.seeds for k in range(manifest.n_folds)]
     for path in paths:
         if not path.is_file():
+            if derived is not None:
+                raise StoreError(f"{path}: missing: the weights of '{derived.source}', from which '{manifest.name}' "
+                                 f"was re-predicted (its folds hold none of their own); restore the source, or "
+                                 f"retrain it and run kit repredict again")
             raise StoreError(f"{path}: missing; retrain the model with --force")
         is_fold_done(path.parent)  # a truncated weights file is refused here, not by torch
+        if hashed and derived is None:
+            check_fold(path.parent, hashed=(WEIGHTS,))
+        if derived is not None:
+            recorded = derived.weights.get(f"{path.parent.parent.name}/{path.parent.name}")
+            if recorded != sha256_of(path):
+                raise StoreError(f"{path}: not the weights '{manifest.name}' was re-predicted with (its sha256 "
+                                 f"differs from the one {MANIFEST} recorded: '{derived.source}' was retrained?); "
+                                 f"run kit repredict {derived.source} again with --force")
     return paths
+
+
+def weights_sha256(fold_dir: Path) -> str:
+    """The sha256 of a done fold's weights.pt as its fold.json recorded it (computed, for an older fold.json)."""
+    record = read_json(Path(fold_dir) / DONE)
+    files = record.get("files") if isinstance(record, dict) else None
+    entry = files.get(WEIGHTS) if isinstance(files, dict) else None
+    if isinstance(entry, dict) and isinstance(entry.get("sha256"), str):
+        return entry["sha256"]
+    return sha256_of(Path(fold_dir) / WEIGHTS)
 
 
 def why_unfinished(model_dir: Path, manifest: Manifest, folds: list[int] | None = None) -> str | None:
