@@ -430,6 +430,8 @@ def repredict(
         "--as", help="The new member's name (default MODEL+tta-VIEWS).", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a re-predicted member of that name.")] = False,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, or cuda:N.")] = "auto",
+    wait: Annotated[bool, typer.Option("--wait", help="If another kit process trains or re-predicts the model, "
+                                                       "wait for it instead of refusing.")] = False,
     competition: CompetitionOption = None,
     store: StoreOption = Path("store"),
 ):
@@ -448,7 +450,7 @@ def repredict(
     from .tta import describe
 
     s = run_repredict(Store(store), model, tta, name=as_name, shift=shift, competition=competition, force=force,
-                      device=device, reporter=RichReporter())
+                      device=device, wait=wait, reporter=RichReporter())
     columns = ["model", "tta", "accuracy", "log_loss", "macro_f1"]
     rows = [[s.source, describe(s.source_tta), *((s.source_cv or {}).get(c, "-") for c in columns[2:])],
             [s.name, describe(s.tta), *(s.cv[c] for c in columns[2:])]]

@@ -69,16 +69,15 @@ def derived_name(source: str, tta_text: str) -> str:
 
 
 def repredict(store: Store, source: str, tta_text: str, *, name: str | None = None, shift: float | None = None,
-              competition: str | None = None, force: bool = False, device: str = "auto",
+              competition: str | None = None, force: bool = False, device: str = "auto", wait: bool = False,
               reporter: Reporter = SILENT) -> RepredictSummary:
     """Re-predict `source`'s folds and test set with the views `tta_text` names, as the member `name`
     (default source+tta-VIEWS). Everything that can be refused is checked before anything is written."""
     started = time.perf_counter()
     competition = store.pick_competition(competition, models=[source])
     manifest = store.manifest(competition, source)  # an unknown name: did you mean, and the models known
+    asked = source
     if manifest.derived_from is not None:  # a member re-predicted before: its weights are its source's
-        reporter.message(f"{source} was re-predicted from {manifest.derived_from.source}: re-predicting "
-                         f"{manifest.derived_from.source}'s weights")
         source = manifest.derived_from.source
         manifest = store.manifest(competition, source)
     source_dir = store.model_dir(competition, source)
@@ -94,15 +93,19 @@ def repredict(store: Store, source: str, tta_text: str, *, name: str | None = No
     data, folds, batch_size, how = _load_inputs(store, manifest, source_dir, reporter)
     weights = {fold_subdir(s, k): weights_sha256(source_dir / fold_subdir(s, k))
                for s in manifest.seeds for k in range(manifest.n_folds)}
+    # news only once every check has passed: a refusal is one line
+    if asked != source:
+        reporter.message(f"{asked} was re-predicted from {source}: re-predicting {source}'s weights")
+    reporter.message(f"{manifest.name}: images {how}")
     derived = DerivedFrom(source=source, source_manifest_sha256=sha256_of(source_dir / MANIFEST),
                           source_recipe_hash=manifest.recipe_hash, tta=tta.record, weights=weights)
 
     from .lock import exclusive
 
     # the member's lock (one writer), and the source's: a kit train --force of it cannot remove the
-    # weights while they are read
-    with exclusive(store.lock_path(competition, name), f"model '{name}'"), \
-            exclusive(store.lock_path(competition, source), f"model '{source}'"):
+    # weights while they are read (so two re-predicts of one source run one after the other, with `wait`)
+    with exclusive(store.lock_path(competition, name), f"model '{name}'", wait=wait), \
+            exclusive(store.lock_path(competition, source), f"model '{source}'", wait=wait):
         staging = store.staging_dir(competition, name)
         try:
             cv, per_seed = _predict_folds(network, data, folds, tta, batch_size, staging, name, derived, reporter)
@@ -179,7 +182,6 @@ def _load_inputs(store: Store, manifest: Manifest, source_dir: Path, reporter: R
         how = f"{'decoded now into' if data.decoded else 'from the decoded cache'} {data.cache_folder}"
     else:
         how = f"as stored ({spec.layout})"
-    reporter.message(f"{manifest.name}: images {how}")
     where = source_dir / MANIFEST
     if data.fingerprint != manifest.data_fingerprint:
         raise StoreError(f"{where}: the competition's data ({spec.root}) changed since '{manifest.name}' was trained "

@@ -38,7 +38,7 @@ def _refused(args, store, *expected):
     before = _snapshot(store)
     result = runner.invoke(app, args)
     assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) <= 3  # one wrapped line
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1, result.output
     text = " ".join(result.output.split())
     for part in expected:
         assert part in text, (part, text)
