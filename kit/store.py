@@ -49,6 +49,7 @@ from .lock import holder
 from .schema import format_validation_error
 
 MANIFEST = "model.json"
+SAMPLE_SUBMISSION = "sample_submission.csv"  # the competition's, copied into its folder of the store
 #: a finished fold's files, in the order they are written: fold.json last, as the 'done' mark
 FOLD_FILES = ("oof.npz", "test.npz", "history.csv", "weights.pt", "fold.json")
 OOF, TEST, HISTORY, WEIGHTS, DONE = FOLD_FILES
@@ -174,7 +175,7 @@ class Store:
         return model_lock(self.model_dir(competition, model))
 
     def sample_submission(self, competition: str) -> Path:
-        return sample_submission_beside(self.model_dir(competition, "_"))
+        return self.competition_dir(competition) / SAMPLE_SUBMISSION
 
     def keep_sample_submission(self, competition: str, source: Path) -> None:
         """A copy of the competition's sample submission, so that blending needs nothing but the store."""
@@ -431,7 +432,7 @@ def fold_subdir(seed: int, fold: int) -> str:
 
 def sample_submission_beside(model_dir: Path) -> Path:
     """The copy of the competition's sample submission in the store a model's folder lies in."""
-    return Path(model_dir).parent.parent / "sample_submission.csv"
+    return Path(model_dir).parent.parent / SAMPLE_SUBMISSION
 
 
 def model_lock(model_dir: Path) -> Path:
