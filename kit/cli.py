@@ -400,6 +400,12 @@ def predict(
     top: Annotated[int, typer.Option(help="Classes shown per image, most probable first.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, or cuda:N.")] = "auto",
+    submission: Annotated[Optional[Path], typer.Option(
+        "--submission", help="Also write a submission CSV for the images in the competition's format (its sample "
+                             "submission's columns; ids from the file names, as its test images are named). Images "
+                             "that are its whole test set follow the sample submission's order; images none of whose "
+                             "ids it lists are a new test set, in their own order; a mix is refused.",
+        show_default=False)] = None,
     competition: CompetitionOption = None,
     store: StoreOption = Path("store"),
 ):
@@ -408,31 +414,83 @@ def predict(
 
     Images are decoded, resized and normalised as the competition's were when the model trained.
 
-    Example: [bold]kit predict vgg_small photo.png more_photos/ --top 3[/bold]   or   [bold]kit predict vgg_small x.png --json[/bold]
+    Example: [bold]kit predict vgg_small photo.png more_photos/ --top 3[/bold]   or   [bold]kit predict vgg_small x.png --json[/bold]   or   [bold]kit predict vgg_small test_images/ --submission submissions/vgg.csv[/bold]
     """
     import json
 
     from .console import RichReporter
-    from .predict import collect_images, find_model, predict_images
+    from .predict import collect_images, find_model, plan_images_submission, predict_images, write_images_submission
     from .progress import SILENT
     from .store import Store
     from .tta import describe
 
     files = collect_images(images)
+    model_dir = find_model(Store(store), model, competition)
+    # every check of the submission (path, format, ids) before anything is predicted
+    plan = None if submission is None else plan_images_submission(submission, files, model_dir, store)
     # --json: nothing but the JSON on stdout (no progress bar)
-    result = predict_images(find_model(Store(store), model, competition), files, top=top, device=device,
-                            reporter=SILENT if as_json else RichReporter())
+    result = predict_images(model_dir, files, top=top, device=device, reporter=SILENT if as_json else RichReporter())
+    written = None if plan is None else write_images_submission(plan, result)
     if as_json:
         typer.echo(json.dumps({"model": result.model, "competition": result.competition, "runs": result.runs,
                                "tta": result.tta,
                                "images": [{"image": str(p.image), "top": [{"class": c, "probability": prob}
                                                                         for c, prob in p.top]}
-                                          for p in result.predictions]}, indent=2))
+                                          for p in result.predictions],
+                               **({"submission": str(written)} if written else {})}, indent=2))
         return
     rows = [[_short_path(p.image) if rank == 0 else "", rank + 1, c, prob]
             for p in result.predictions for rank, (c, prob) in enumerate(p.top)]
     console.print(make_table(f"{result.model} ({result.competition}): {result.runs} fold weights averaged, "
                              f"TTA {describe(result.tta)}", ["image", "rank", "class", "probability"], rows))
+    if written:
+        how = ("the competition's test set, in the sample submission's order" if plan.follows_sample else
+               "a new test set (none of its ids in the sample submission), in the images' order")
+        console.print(f"[bold green]submission:[/bold green] {written} ({len(plan.ids)} rows, {how})")
+
+
+@app.command()
+@exits_cleanly
+def repredict(
+    model: Annotated[str, typer.Argument(help="The stored model whose fold weights predict again.")],
+    tta: Annotated[str, typer.Option(
+        "--tta", help="The views: a preset (none, flip, shift, flip_shift, airbench) or views and presets "
+                      "separated by commas (identity,hflip,vflip).", show_default=False)],
+    shift: Annotated[Optional[float], typer.Option(
+        help="How far the shift views move the image, a fraction of its side (default: the model's own, else "
+             "0.0625).", show_default=False)] = None,
+    as_name: Annotated[Optional[str], typer.Option(
+        "--as", help="The new member's name (default MODEL+tta-VIEWS).", show_default=False)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a re-predicted member of that name.")] = False,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, or cuda:N.")] = "auto",
+    wait: Annotated[bool, typer.Option("--wait", help="If another kit process trains or re-predicts the model, "
+                                                       "wait for it instead of refusing.")] = False,
+    competition: CompetitionOption = None,
+    store: StoreOption = Path("store"),
+):
+    """Predict a stored model's held-out folds and the test set again from its fold weights, with other
+    TTA views, as a new member of the store: nothing is retrained.
+
+    The member's files are those kit train writes (kit blend takes it as any member) and its model.json
+    records what it was derived from: the source, the views, the sha256 of the source's manifest and
+    weights (which are not copied). With the source's own views it reproduces the source's predictions.
+
+    Example: [bold]kit repredict vgg_small --tta flip[/bold] (writes vgg_small+tta-flip), then [bold]kit blend -m vgg_small -m 'vgg_small+tta-flip'[/bold]   or   [bold]kit repredict vgg_small --tta identity,vflip --as vgg_vflip[/bold]
+    """
+    from .console import RichReporter
+    from .repredict import repredict as run_repredict
+    from .store import Store
+    from .tta import describe
+
+    s = run_repredict(Store(store), model, tta, name=as_name, shift=shift, competition=competition, force=force,
+                      device=device, wait=wait, reporter=RichReporter())
+    columns = ["model", "tta", "accuracy", "log_loss", "macro_f1"]
+    rows = [[s.source, describe(s.source_tta), *((s.source_cv or {}).get(c, "-") for c in columns[2:])],
+            [s.name, describe(s.tta), *(s.cv[c] for c in columns[2:])]]
+    console.print(make_table(f"{s.competition}: out-of-fold scores, {s.runs} fold weights re-predicted in "
+                             f"{s.seconds:.1f} s (images {s.images_from})", columns, rows, highlight=1))
+    console.print(f"[bold green]member:[/bold green] {s.name} ({s.model_dir}); blend it: "
+                  f"kit blend -m {s.source} -m '{s.name}'", soft_wrap=True)
 
 
 def _short_path(path: Path) -> str:

@@ -6,6 +6,7 @@
       folds/k5-seed42.csv                 id, label, fold
       models/<model>/
         model.json                        manifest: recipe hash, folds hash, data fingerprint, classes, status
+                                          (a re-predicted member: derived_from, its source and the views)
         recipe.yaml                       the resolved recipe
         metrics.json                      CV metrics, once every fold is done
         seed<s>/fold<k>/
@@ -18,7 +19,10 @@
         seed<s>/full/                     kit train --full: the recipe refit on every training image
           test.npz, history.csv, weights.pt, fold.json   (no oof.npz: no row was held out)
 
-Every file is written atomically (fileio), so a killed run leaves whole files or none.
+Every file is written atomically (fileio), so a killed run leaves whole files or none. A member
+re-predicted from another's weights (kit/repredict.py) has only oof.npz, test.npz and fold.json per
+fold: its weights are its source's, checked by the sha256 its manifest recorded; it is built in a
+hidden staging folder beside the models and renamed into place whole (publish_model).
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ import fnmatch
 import hashlib
 import io
 import json
+import os
+import shutil
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +51,7 @@ from .lock import holder
 from .schema import format_validation_error
 
 MANIFEST = "model.json"
+SAMPLE_SUBMISSION = "sample_submission.csv"  # the competition's, copied into its folder of the store
 #: a finished fold's files, in the order they are written: fold.json last, as the 'done' mark
 FOLD_FILES = ("oof.npz", "test.npz", "history.csv", "weights.pt", "fold.json")
 OOF, TEST, HISTORY, WEIGHTS, DONE = FOLD_FILES
@@ -76,6 +84,20 @@ class PredictInfo(Record):
     head: str | None = None
 
 
+class DerivedFrom(Record):
+    """A member re-predicted from another model's stored weights (kit repredict): what it came from.
+
+    Its folds hold no weights.pt: the weights are the source's, in the source's folder, each checked
+    against the sha256 recorded here before it is used (kit predict, a later re-predict)."""
+
+    source: str  # the trained model whose weights made the predictions (never itself a derived member)
+    source_manifest_sha256: str  # the source's model.json, byte for byte, when the member was made
+    source_recipe_hash: str | None = None
+    tta: str | dict  # the views the member was predicted with, as Manifest.tta records them
+    weights: dict[str, str]  # 'seed0/fold1' -> sha256 of the source's weights.pt that predicted that fold
+    weights_in: str = "source"  # where the weights are: the source's fold folders (not copied)
+
+
 class Manifest(Record):
     """model.json: what a model was trained on and how, so that blending can check its members line up.
 
@@ -102,6 +124,7 @@ class Manifest(Record):
     finished: str | None = None
     # the headline metrics, once every fold is done; a NaN is a failed run, never a score
     cv: dict[str, Annotated[float, Field(allow_inf_nan=False)]] | None = None
+    derived_from: DerivedFrom | None = None  # None: the model was trained (kit train), not re-predicted
 
     @property
     def complete(self) -> bool:
@@ -154,7 +177,7 @@ class Store:
         return model_lock(self.model_dir(competition, model))
 
     def sample_submission(self, competition: str) -> Path:
-        return self.competition_dir(competition) / "sample_submission.csv"
+        return self.competition_dir(competition) / SAMPLE_SUBMISSION
 
     def keep_sample_submission(self, competition: str, source: Path) -> None:
         """A copy of the competition's sample submission, so that blending needs nothing but the store."""
@@ -180,7 +203,8 @@ class Store:
         models = self.competition_dir(competition) / "models"
         if not models.is_dir():
             return []
-        return sorted(p.name for p in models.iterdir() if (p / MANIFEST).is_file())
+        # a hidden folder is a member being built (staging_dir), never a model: names start with a letter or digit
+        return sorted(p.name for p in models.iterdir() if not p.name.startswith(".") and (p / MANIFEST).is_file())
 
     def has_manifest(self, competition: str, model: str) -> bool:
         return (self.model_dir(competition, model) / MANIFEST).is_file()
@@ -215,8 +239,8 @@ class Store:
 
         `weights`: the serialised state dict (the store never imports torch); `history` (one dict
         per epoch) and `weights` are absent from synthetic stores, which only blend."""
-        return write_run(self.fold_dir(competition, model, seed, fold), record, test_ids=test_ids, test=test,
-                         oof_ids=oof_ids, oof=oof, history=history, weights=weights)
+        return write_fold_files(self.fold_dir(competition, model, seed, fold), oof_ids=oof_ids, oof=oof,
+                                test_ids=test_ids, test=test, record=record, history=history, weights=weights)
 
     # ---- the refit on all the training images (kit train --full)
     def full_dir(self, competition: str, model: str, seed: int) -> Path:
@@ -225,8 +249,8 @@ class Store:
     def write_full(self, competition: str, model: str, seed: int, *, test_ids: np.ndarray, test: np.ndarray,
                    record: dict, history: list[dict], weights: bytes) -> Path:
         """A seed's full-data refit: a fold's files without oof.npz, fold.json last as for a fold."""
-        return write_run(self.full_dir(competition, model, seed), record, test_ids=test_ids, test=test,
-                         history=history, weights=weights)
+        return write_fold_files(self.full_dir(competition, model, seed), test_ids=test_ids, test=test,
+                                record=record, history=history, weights=weights)
 
     def full_seeds(self, manifest: Manifest) -> list[int]:
         """The seeds of a model whose full-data refit is finished (each checked as a done fold is)."""
@@ -249,6 +273,34 @@ class Store:
             runs.append(predictions["probs"])
             records.append(read_json(d / DONE))
         return np.mean(runs, axis=0), records
+
+    def staging_dir(self, competition: str, model: str) -> Path:
+        """A new hidden folder beside the models where `model` is built whole before publish_model renames
+        it into place: no reader sees a member half made, and a killed run leaves only a hidden folder."""
+        models = self.competition_dir(competition) / "models"
+        try:
+            models.mkdir(parents=True, exist_ok=True)
+            return Path(tempfile.mkdtemp(prefix=f".{model}.", suffix=".tmp", dir=models))
+        except OSError as exc:
+            raise fileio.write_error(models, exc) from None
+
+    def publish_model(self, staging: Path, competition: str, model: str) -> Path:
+        """Rename a staged model folder into place, replacing the model of that name if there is one
+        (moved aside first, and removed only once the new one is in place)."""
+        target = self.model_dir(competition, model)
+        old = None
+        try:
+            if target.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{model}.old.", suffix=".tmp", dir=target.parent))
+                os.replace(target, old / model)
+            os.replace(staging, target)
+        except OSError as exc:
+            if old is not None and (old / model).exists() and not target.exists():
+                os.replace(old / model, target)  # the old model back where it was
+            raise fileio.write_error(target, exc) from None
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return target
 
     def weights_files(self, manifest: Manifest) -> list[Path]:
         return weights_files(self.model_dir(manifest.competition, manifest.name), manifest)
@@ -359,6 +411,26 @@ class Store:
                       test=np.mean(test_runs, axis=0), test_ids=test_ids)
 
 
+def write_fold_files(fold_dir: Path, *, test_ids: np.ndarray, test: np.ndarray, record: dict,
+                     oof_ids: np.ndarray | None = None, oof: np.ndarray | None = None,
+                     history: list[dict] | None = None, weights: bytes | None = None) -> Path:
+    """Store.write_fold into any fold folder (a staged member's, a full refit's without `oof`): the files in
+    FOLD_FILES' order, fold.json last with each file's size and sha256, so whoever finds it finds the rest whole."""
+    d = Path(fold_dir)
+    contents = {} if oof is None else {OOF: npz_bytes(ids=oof_ids, probs=oof)}
+    contents[TEST] = npz_bytes(ids=test_ids, probs=test)
+    if history is not None:
+        contents[HISTORY] = pd.DataFrame(history).to_csv(index=False).encode("utf-8")
+    if weights is not None:
+        contents[WEIGHTS] = weights
+    for name, data in contents.items():
+        fileio.write_bytes(d / name, data)
+    # what the done mark vouches for: checked (by size) before a finished fold is skipped or read
+    files = {name: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()} for name, data in contents.items()}
+    fileio.write_json(d / DONE, {**record, "files": files})
+    return d
+
+
 def check_folds_fit(manifest: Manifest, folds: Folds, manifest_path: Path) -> None:
     """The manifest's fold count and classes are those of the folds it was trained on."""
     if manifest.n_folds != folds.n_folds:
@@ -398,24 +470,9 @@ def full_subdir(seed: int) -> str:
     return f"seed{seed}/full"
 
 
-def write_run(d: Path, record: dict, *, test_ids: np.ndarray, test: np.ndarray, oof_ids: np.ndarray | None = None,
-              oof: np.ndarray | None = None, history: list[dict] | None = None, weights: bytes | None = None) -> Path:
-    """A training run's files in FOLD_FILES' order (those it has), fold.json last with each one's size and
-    sha256: whoever finds fold.json finds the rest whole."""
-    contents = {}
-    if oof is not None:
-        contents[OOF] = npz_bytes(ids=oof_ids, probs=oof)
-    contents[TEST] = npz_bytes(ids=test_ids, probs=test)
-    if history is not None:
-        contents[HISTORY] = pd.DataFrame(history).to_csv(index=False).encode("utf-8")
-    if weights is not None:
-        contents[WEIGHTS] = weights
-    for name, data in contents.items():
-        fileio.write_bytes(d / name, data)
-    # what the done mark vouches for: checked (by size) before a finished fold is skipped or read
-    files = {name: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()} for name, data in contents.items()}
-    fileio.write_json(d / DONE, {**record, "files": files})
-    return d
+def sample_submission_beside(model_dir: Path) -> Path:
+    """The copy of the competition's sample submission in the store a model's folder lies in."""
+    return Path(model_dir).parent.parent / SAMPLE_SUBMISSION
 
 
 def model_lock(model_dir: Path) -> Path:
@@ -484,15 +541,40 @@ def npz_bytes(**arrays) -> bytes:
     return buffer.getvalue()
 
 
-def weights_files(model_dir: Path, manifest: Manifest) -> list[Path]:
+def weights_files(model_dir: Path, manifest: Manifest, hashed: bool = False) -> list[Path]:
     """Every (seed, fold)'s best weights in a model's folder (in the store or copied out of it), each
-    checked present."""
-    paths = [Path(model_dir) / fold_subdir(s, k) / WEIGHTS for s in manifest.seeds for k in range(manifest.n_folds)]
+    checked present, and with `hashed` its sha256 checked against its fold.json. A derived member's
+    are its source's (in the sibling folder), each checked against the sha256 the member recorded."""
+    derived = manifest.derived_from
+    weights_dir = Path(model_dir) if derived is None else Path(model_dir).parent / derived.source
+    paths = [weights_dir / fold_subdir(s, k) / WEIGHTS for s in manifest.seeds for k in range(manifest.n_folds)]
     for path in paths:
         if not path.is_file():
+            if derived is not None:
+                raise StoreError(f"{path}: missing: the weights of '{derived.source}', from which '{manifest.name}' "
+                                 f"was re-predicted (its folds hold none of their own); restore the source, or "
+                                 f"retrain it and run kit repredict again")
             raise StoreError(f"{path}: missing; retrain the model with --force")
         is_fold_done(path.parent)  # a truncated weights file is refused here, not by torch
+        if hashed and derived is None:
+            check_fold(path.parent, hashed=(WEIGHTS,))
+        if derived is not None:
+            recorded = derived.weights.get(f"{path.parent.parent.name}/{path.parent.name}")
+            if recorded != sha256_of(path):
+                raise StoreError(f"{path}: not the weights '{manifest.name}' was re-predicted with (its sha256 "
+                                 f"differs from the one {MANIFEST} recorded: '{derived.source}' was retrained?); "
+                                 f"run kit repredict {derived.source} again with --force")
     return paths
+
+
+def weights_sha256(fold_dir: Path) -> str:
+    """The sha256 of a done fold's weights.pt as its fold.json recorded it (computed, for an older fold.json)."""
+    record = read_json(Path(fold_dir) / DONE)
+    files = record.get("files") if isinstance(record, dict) else None
+    entry = files.get(WEIGHTS) if isinstance(files, dict) else None
+    if isinstance(entry, dict) and isinstance(entry.get("sha256"), str):
+        return entry["sha256"]
+    return sha256_of(Path(fold_dir) / WEIGHTS)
 
 
 def why_unfinished(model_dir: Path, manifest: Manifest, folds: list[int] | None = None) -> str | None:
