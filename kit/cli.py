@@ -29,7 +29,7 @@ app = typer.Typer(
 StoreOption = Annotated[Path, typer.Option("--store", envvar="KIT_STORE", help="The prediction store folder.")]
 # kit/blend/registry.py's names in registration order, written out so that `kit --help` need not import
 # the blenders (scikit-learn, LightGBM); tests/test_blend_cli.py checks it against the registry and the README
-BLENDERS = "soft, hard, weighted, geomean, rank, optimized, caruana, logreg, lgbm"
+BLENDERS = "soft, hard, weighted, geomean, rank, optimized, caruana, hill, logreg, lgbm"
 CompetitionOption = Annotated[Optional[str], typer.Option(
     "--competition", "-c", help="Competition in the store, by name or competition .yaml file (needed only when "
                                 "the store holds several and nothing else tells which).")]
@@ -135,7 +135,8 @@ def blend(
     param: Annotated[Optional[list[str]], typer.Option(
         "--param", "-p", help="A blender parameter, METHOD.KEY=VALUE or KEY=VALUE for every blender that has it "
                               "(repeatable), e.g. caruana.iterations=200, caruana.metric=accuracy, "
-                              "caruana.n_bags=20, lgbm.meta=true, class_weight=balanced, logreg.C=0.1.")] = None,
+                              "caruana.n_bags=20, hill.step=0.02, hill.allow_negative=false, lgbm.meta=true, "
+                              "class_weight=balanced, logreg.C=0.1.")] = None,
     pick: Annotated[Optional[str], typer.Option(
         help="Write this blender's submission instead of the best one (with --method all).")] = None,
     folds: Annotated[Optional[str], typer.Option(
@@ -148,8 +149,8 @@ def blend(
     """Blend models from the store into a submission, with a report beside it (SUBMISSION.report/:
     summary.md, per-class table, confusion matrix, member correlations).
 
-    Reads only the store: no images, no weights. Blenders that learn (optimized, caruana, logreg,
-    lgbm) are scored by nested cross-validation over the members' folds, so every score in the
+    Reads only the store: no images, no weights. Blenders that learn (optimized, caruana, hill,
+    logreg, lgbm) are scored by nested cross-validation over the members' folds, so every score in the
     table comes from rows the blender was not fitted on.
 
     Example: [bold]kit blend --method all --min-cv 0.9 -p caruana.metric=accuracy[/bold]   or   [bold]kit blend -m 'vgg*' -m resnet_small --weights 0.7,0.3[/bold]   or   [bold]kit blend --folds 0[/bold]

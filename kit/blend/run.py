@@ -139,8 +139,9 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
     dropped = {**unfinished, **dropped}
     members = [m for m in members if m.name in kept]
     member_metrics = {n: all_metrics[n] for n in kept}
-    if "caruana" in methods:  # the selection optimises the metric the run is judged by, unless told otherwise
-        params.setdefault("caruana", {}).setdefault("metric", metric)
+    for greedy in ("caruana", "hill"):  # greedy searches optimise the metric the run is judged by, unless told otherwise
+        if greedy in methods:
+            params.setdefault(greedy, {}).setdefault("metric", metric)
     if weights is not None:
         if "weighted" not in methods:
             raise BlendError("--weights: they are the weighted vote's; add --method weighted")
