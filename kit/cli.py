@@ -131,7 +131,8 @@ def blend(
     split_seeds: Annotated[bool, typer.Option(
         "--split-seeds", help="Each seed of a model is its own member (model@s1); default: seeds averaged.")] = False,
     weights: Annotated[Optional[str], typer.Option(
-        help="The weighted vote's weights: 0.7,0.3 (members in order) or vgg=0.7,resnet=0.3 (others get 0).")] = None,
+        help="The weighted vote's weights: 0.7,0.3 (members in order, --submission files last) or "
+             "vgg=0.7,public.csv=0.3 (others get 0).")] = None,
     param: Annotated[Optional[list[str]], typer.Option(
         "--param", "-p", help="A blender parameter, METHOD.KEY=VALUE or KEY=VALUE for every blender that has it "
                               "(repeatable), e.g. caruana.iterations=200, caruana.metric=accuracy, "
@@ -142,6 +143,12 @@ def blend(
     folds: Annotated[Optional[str], typer.Option(
         help="Blend only these folds, comma-separated (0 or 0,2): for members trained on some folds only "
              "(kit train --folds); scored on those folds' held-out rows.", show_default=False)] = None,
+    submission: Annotated[Optional[list[Path]], typer.Option(
+        "--submission", help="An outside submission CSV made elsewhere (a public notebook's output), blended in "
+                             "(repeatable): id + one column per class, or id + label (one-hot). Untrained blenders "
+                             "only (soft, hard, weighted, geomean, rank); the score is then the kit members' part, "
+                             "not cross-validated. E.g. --submission public.csv --method soft.",
+        show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option(help="Submission path (default submissions/COMPETITION-METHOD.csv).")] = None,
     competition: CompetitionOption = None,
     store: StoreOption = Path("store"),
@@ -153,7 +160,7 @@ def blend(
     logreg, lgbm) are scored by nested cross-validation over the members' folds, so every score in the
     table comes from rows the blender was not fitted on.
 
-    Example: [bold]kit blend --method all --min-cv 0.9 -p caruana.metric=accuracy[/bold]   or   [bold]kit blend -m 'vgg*' -m resnet_small --weights 0.7,0.3[/bold]   or   [bold]kit blend --folds 0[/bold]
+    Example: [bold]kit blend --method all --min-cv 0.9 -p caruana.metric=accuracy[/bold]   or   [bold]kit blend -m 'vgg*' -m resnet_small --weights 0.7,0.3[/bold]   or   [bold]kit blend --folds 0[/bold]   or   [bold]kit blend --submission public.csv --weights 0.5,0.3,0.2[/bold]
     """
     from .blend import blend as run_blend
     from .console import RichReporter
@@ -161,12 +168,13 @@ def blend(
 
     result = run_blend(Store(store), competition, models, method or ("weighted" if weights else "soft"), metric, out,
                        RichReporter(), min_cv=min_cv, top=top, split_seeds=split_seeds, params=param or [],
-                       weights=weights, pick=pick, folds=None if folds is None else _fold_list(folds))
+                       weights=weights, pick=pick, folds=None if folds is None else _fold_list(folds),
+                       submissions=submission or [])
     _print_blend(result)
 
 
 def _print_blend(result) -> None:
-    from .report import fitted_table, per_class_table, score_table
+    from .report import fitted_table, outside_note, per_class_table, score_table
 
     for name, why in result.dropped.items():
         console.print(f"[dim]dropped {name}: {why}[/dim]")
@@ -175,6 +183,9 @@ def _print_blend(result) -> None:
     some = f" on fold{'s' if len(on) > 1 else ''} {','.join(map(str, on))} only" if result.report.get("partial") else ""
     console.print(make_table(f"{result.competition}: out-of-fold scores of {len(result.members)} members and the "
                              f"blends (nested CV where the blender learns){some}", columns, rows, highlight))
+    note = outside_note(result.report)
+    if note:
+        console.print(f"[bold yellow]warning:[/bold yellow] {note}")
     columns, rows = per_class_table(result.report)
     console.print(make_table(f"blend:{result.method} per class, out of fold (then each member's F1)", columns, rows))
     columns, rows, other = fitted_table(result.report)
