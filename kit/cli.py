@@ -29,7 +29,7 @@ app = typer.Typer(
 StoreOption = Annotated[Path, typer.Option("--store", envvar="KIT_STORE", help="The prediction store folder.")]
 # kit/blend/registry.py's names in registration order, written out so that `kit --help` need not import
 # the blenders (scikit-learn, LightGBM); tests/test_blend_cli.py checks it against the registry and the README
-BLENDERS = "soft, hard, weighted, geomean, rank, optimized, caruana, logreg, lgbm"
+BLENDERS = "soft, hard, weighted, geomean, rank, optimized, caruana, hill, logreg, lgbm"
 CompetitionOption = Annotated[Optional[str], typer.Option(
     "--competition", "-c", help="Competition in the store, by name or competition .yaml file (needed only when "
                                 "the store holds several and nothing else tells which).")]
@@ -157,11 +157,13 @@ def blend(
     split_seeds: Annotated[bool, typer.Option(
         "--split-seeds", help="Each seed of a model is its own member (model@s1); default: seeds averaged.")] = False,
     weights: Annotated[Optional[str], typer.Option(
-        help="The weighted vote's weights: 0.7,0.3 (members in order) or vgg=0.7,resnet=0.3 (others get 0).")] = None,
+        help="The weighted vote's weights: 0.7,0.3 (members in order, --submission files last) or "
+             "vgg=0.7,public.csv=0.3 (others get 0).")] = None,
     param: Annotated[Optional[list[str]], typer.Option(
         "--param", "-p", help="A blender parameter, METHOD.KEY=VALUE or KEY=VALUE for every blender that has it "
                               "(repeatable), e.g. caruana.iterations=200, caruana.metric=accuracy, "
-                              "caruana.n_bags=20, lgbm.meta=true, class_weight=balanced, logreg.C=0.1.")] = None,
+                              "caruana.n_bags=20, hill.step=0.02, hill.allow_negative=false, lgbm.meta=true, "
+                              "class_weight=balanced, logreg.C=0.1.")] = None,
     pick: Annotated[Optional[str], typer.Option(
         help="Write this blender's submission instead of the best one (with --method all).")] = None,
     folds: Annotated[Optional[str], typer.Option(
@@ -170,6 +172,12 @@ def blend(
     full: Annotated[bool, typer.Option(
         "--full", help="Members refit on every training image (kit train RECIPE --full) predict the test set "
                        "with the refit instead of their folds' average; the scores stay the folds' OOF.")] = False,
+    submission: Annotated[Optional[list[Path]], typer.Option(
+        "--submission", help="An outside submission CSV made elsewhere (a public notebook's output), blended in "
+                             "(repeatable): id + one column per class, or id + label (one-hot). Untrained blenders "
+                             "only (soft, hard, weighted, geomean, rank); the score is then the kit members' part, "
+                             "not cross-validated. E.g. --submission public.csv --method soft.",
+        show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option(help="Submission path (default submissions/COMPETITION-METHOD.csv).")] = None,
     competition: CompetitionOption = None,
     store: StoreOption = Path("store"),
@@ -177,11 +185,11 @@ def blend(
     """Blend models from the store into a submission, with a report beside it (SUBMISSION.report/:
     summary.md, per-class table, confusion matrix, member correlations).
 
-    Reads only the store: no images, no weights. Blenders that learn (optimized, caruana, logreg,
-    lgbm) are scored by nested cross-validation over the members' folds, so every score in the
+    Reads only the store: no images, no weights. Blenders that learn (optimized, caruana, hill,
+    logreg, lgbm) are scored by nested cross-validation over the members' folds, so every score in the
     table comes from rows the blender was not fitted on.
 
-    Example: [bold]kit blend --method all --min-cv 0.9 -p caruana.metric=accuracy[/bold]   or   [bold]kit blend -m 'vgg*' -m resnet_small --weights 0.7,0.3[/bold]   or   [bold]kit blend --folds 0[/bold]   or   [bold]kit blend --full[/bold]
+    Example: [bold]kit blend --method all --min-cv 0.9 -p caruana.metric=accuracy[/bold]   or   [bold]kit blend -m 'vgg*' -m resnet_small --weights 0.7,0.3[/bold]   or   [bold]kit blend --folds 0[/bold]   or   [bold]kit blend --submission public.csv --weights 0.5,0.3,0.2[/bold]   or   [bold]kit blend --full[/bold]
     """
     from .blend import blend as run_blend
     from .console import RichReporter
@@ -190,12 +198,12 @@ def blend(
     result = run_blend(Store(store), competition, models, method or ("weighted" if weights else "soft"), metric, out,
                        RichReporter(), min_cv=min_cv, top=top, split_seeds=split_seeds, params=param or [],
                        weights=weights, pick=pick, folds=None if folds is None else _fold_list(folds),
-                       full=full)
+                       full=full, submissions=submission or [])
     _print_blend(result)
 
 
 def _print_blend(result) -> None:
-    from .report import fitted_table, per_class_table, score_table
+    from .report import fitted_table, outside_note, per_class_table, score_table
 
     for name, why in result.dropped.items():
         console.print(f"[dim]dropped {name}: {why}[/dim]")
@@ -207,6 +215,9 @@ def _print_blend(result) -> None:
     some = f" on fold{'s' if len(on) > 1 else ''} {','.join(map(str, on))} only" if result.report.get("partial") else ""
     console.print(make_table(f"{result.competition}: out-of-fold scores of {len(result.members)} members and the "
                              f"blends (nested CV where the blender learns){some}", columns, rows, highlight))
+    note = outside_note(result.report)
+    if note:
+        console.print(f"[bold yellow]warning:[/bold yellow] {note}")
     columns, rows = per_class_table(result.report)
     console.print(make_table(f"blend:{result.method} per class, out of fold (then each member's F1)", columns, rows))
     columns, rows, other = fitted_table(result.report)

@@ -93,10 +93,22 @@ def score_table(report: dict) -> tuple[list[str], list[list], int]:
     """Every member's and blender's OOF scores; the index of the row that was written."""
     columns = ["model", "kind", "accuracy", "log_loss", "macro_f1", "fit s", "cv s"]
     rows = [[name, "member", m["accuracy"], m["log_loss"], m["macro_f1"], "", ""] for name, m in report["members"].items()]
-    rows += [[f"blend:{name}", "nested CV" if report["nested_cv"][name] else "blend", m["accuracy"],
+    # with outside submissions a blend's score is its kit members' part alone (outside_note says so)
+    blend_kind = "not CV" if report.get("outside") else "blend"
+    rows += [[f"blend:{name}", "nested CV" if report["nested_cv"][name] else blend_kind, m["accuracy"],
               m["log_loss"], m["macro_f1"], report["fit_seconds"][name], report["cv_seconds"][name]]
              for name, m in report["blenders"].items()]
     return columns, rows, len(report["members"]) + list(report["blenders"]).index(report["method"])
+
+
+def outside_note(report: dict) -> str | None:
+    """The warning a blend with outside submissions carries: its score is not cross-validated."""
+    outside = report.get("outside") or {}
+    if not outside:
+        return None
+    files = ", ".join(f"{v['file']} ({v['kind']})" for v in outside.values())
+    return (f"blend scores are not cross-validated: the submission also blends outside submissions {files}, "
+            f"which have no out-of-fold predictions, so the scores are those of the kit members' part alone")
 
 
 def per_class_table(report: dict) -> tuple[list[str], list[list]]:
@@ -114,8 +126,9 @@ def fitted_table(report: dict) -> tuple[list[str], list[list], dict]:
     """What the written blender fitted: per-member values (weights, times selected) as a table, and
     the rest (convergence, best score...) as a dict."""
     fitted = report["fitted"]
-    per_member = {k: v for k, v in fitted.items() if isinstance(v, dict) and set(v) == set(report["members"])}
-    rows = [[name] + [per_member[k][name] for k in per_member] for name in report["members"]] if per_member else []
+    names = list(report["members"]) + list(report.get("outside") or {})  # kit members, then outside submissions
+    per_member = {k: v for k, v in fitted.items() if isinstance(v, dict) and set(v) == set(names)}
+    rows = [[name] + [per_member[k][name] for k in per_member] for name in names] if per_member else []
     return ["member"] + list(per_member), rows, {k: v for k, v in fitted.items() if k not in per_member}
 
 
@@ -171,6 +184,10 @@ def write_summary(path: Path, report: dict, images: dict[str, str]) -> Path:
              "over the members' folds, so no row is scored by a blender fitted on it.", "",
              f"Members ({len(report['members'])}): {', '.join(report['members'])}"]
     lines += [f"- dropped {name}: {why}" for name, why in report["dropped"].items()]
+    if report.get("outside"):
+        lines += [f"- outside submission {name}: {v['file']} ({v['kind']}; no out-of-fold predictions)"
+                  for name, v in report["outside"].items()]
+        lines += ["", f"**Not cross-validated:** {outside_note(report)}."]
     lines += [f"- **warning:** {text}" for text in report["warnings"]]
     refits = {name: how for name, how in report.get("test_predictions", {}).items() if how.startswith("full")}
     if refits:  # kit blend --full: the submission is not the folds' average, the score still is the folds'

@@ -210,3 +210,74 @@ def score_submission(path: Path, solution_path: Path, competition: str | None = 
     metrics["kind"] = "probabilities" if sub.shape[1] > 1 else "labels"
     return metrics
 
+
+
+#: how far a row of an outside probability CSV may sum from 1: public notebooks often write rounded
+#: probabilities (10 classes at 3 decimals can be 0.005 off); the rows are renormalised after the check
+OUTSIDE_SUM_TOLERANCE = 0.01
+
+
+def read_outside_submission(path: Path, fmt: SubmissionFormat, classes: list[str]) -> tuple[np.ndarray, str]:
+    """A submission made elsewhere (a public notebook's output), as test probabilities in the sample
+    submission's id order -> (probabilities (ids, classes), "probabilities" or "labels").
+
+    It is either a probability CSV (the id column, then one column per class in any order) or a label
+    CSV (the id column and one label column, whatever its name): labels become one-hot probabilities.
+    Its ids are those of the sample submission, each once, in any order. Anything else is a
+    SubmissionError naming the file, the field and what was expected."""
+    frame = read_table(path, "outside submission")
+    columns = list(frame.columns)
+    if columns[0] != fmt.id_column:
+        raise SubmissionError(f"{path}: first column '{columns[0]}', expected the id column '{fmt.id_column}' "
+                              f"as in the sample submission")
+    labels = len(columns) == 2
+    if not labels and sorted(columns[1:]) != sorted(classes):
+        # pandas renames a repeated column 'x' to 'x.1', so a repeat shows here as an unknown column
+        unknown = [c for c in columns[1:] if c not in classes]
+        missing = [c for c in classes if c not in columns[1:]]
+        raise SubmissionError(f"{path}: columns {columns[1:]}: expected one label column or one column per class "
+                              f"({', '.join(classes)})" + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+                              + (f"; missing: {', '.join(missing)}" if missing else ""))
+    ids = frame[fmt.id_column].to_numpy(dtype=str)
+    repeated = pd.Series(ids).duplicated(keep=False).to_numpy()
+    if repeated.any():
+        lines = np.flatnonzero(ids == ids[repeated][0])[:2] + 2
+        raise SubmissionError(f"{path}: column '{fmt.id_column}': id '{ids[repeated][0]}' appears twice "
+                              f"(lines {lines[0]} and {lines[1]}); expected each id of the sample submission once")
+    unknown_ids = ~np.isin(ids, fmt.ids)
+    if unknown_ids.any():
+        row = int(np.flatnonzero(unknown_ids)[0])
+        raise SubmissionError(f"{path}: line {row + 2}, column '{fmt.id_column}': id '{ids[row]}' is not in the "
+                              f"sample submission ({unknown_ids.sum()} id{'s' if unknown_ids.sum() > 1 else ''} not in it); expected "
+                              f"its {len(fmt.ids)} ids")
+    missing_ids = fmt.ids[~np.isin(fmt.ids, ids)]
+    if len(missing_ids):
+        raise SubmissionError(f"{path}: column '{fmt.id_column}': {len(missing_ids)} of the sample submission's ids "
+                              f"missing (e.g. '{missing_ids[0]}'); expected all {len(fmt.ids)}")
+    frame = frame.set_index(fmt.id_column).loc[fmt.ids]  # the sample submission's order
+    line = {id_: i + 2 for i, id_ in enumerate(ids)}  # ids were unique: each row's line in the file
+    if labels:
+        column = columns[1]
+        values = frame[column].to_numpy(dtype=str)
+        index = {c: i for i, c in enumerate(classes)}
+        unknown = [i for i, v in enumerate(values) if v not in index]
+        if unknown:
+            row = unknown[0]
+            raise SubmissionError(f"{path}: line {line[fmt.ids[row]]}, column '{column}': '{values[row]}' is not a "
+                                  f"class of the competition; expected one of {', '.join(classes[:12])}"
+                                  f"{', ...' if len(classes) > 12 else ''}")
+        return np.eye(len(classes))[[index[v] for v in values]], "labels"
+    text = frame[classes]
+    probs = text.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(probs) | (probs < 0) | (probs > 1)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise SubmissionError(f"{path}: line {line[fmt.ids[row]]}, column '{classes[col]}': {text.iat[row, col]!r}; "
+                              f"expected a probability from 0 to 1")
+    sums = probs.sum(1)
+    off = np.abs(sums - 1) > OUTSIDE_SUM_TOLERANCE
+    if off.any():
+        row = int(np.flatnonzero(off)[0])
+        raise SubmissionError(f"{path}: line {line[fmt.ids[row]]}: the probabilities sum to {sums[row]:.4g}; "
+                              f"expected 1 (within {OUTSIDE_SUM_TOLERANCE})")
+    return probs / sums[:, None], "probabilities"

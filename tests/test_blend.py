@@ -47,7 +47,7 @@ def test_stacker_learns_a_member_that_is_right_only_when_permuted():
 
 def test_unknown_blender_lists_the_known():
     with pytest.raises(BlendError, match="unknown blender 'sofft' \\(did you mean 'soft'\\?\\); known: soft, hard, weighted, geomean, "
-                                        "rank, optimized, caruana, logreg, lgbm, or all"):
+                                        "rank, optimized, caruana, hill, logreg, lgbm, or all"):
         create_blender("sofft")
 
 
@@ -55,7 +55,8 @@ def test_blend_writes_submission_and_report(trained_store, workdir):
     result = blend(Store(trained_store), method="all")
     assert result.members == ["tiny_resnet", "tiny_vgg"]
     # every blender but the weighted vote, which needs --weights
-    assert set(result.blender_metrics) == {"soft", "hard", "geomean", "rank", "optimized", "caruana", "logreg", "lgbm"}
+    assert set(result.blender_metrics) == {"soft", "hard", "geomean", "rank", "optimized", "caruana", "hill", "logreg",
+                                     "lgbm"}
     assert "skipped" not in json.loads(result.report_files[0].read_text())
     sub = pd.read_csv(result.submission, dtype=str)
     sample = pd.read_csv(workdir / "data" / "digits" / "sample_submission.csv", dtype=str)

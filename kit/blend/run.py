@@ -17,12 +17,12 @@ from typing import Callable
 import numpy as np
 from sklearn.base import clone
 
-from ..errors import BlendError, KitError, did_you_mean
+from ..errors import BlendError, KitError, SubmissionError, did_you_mean
 from ..paths import check_output, competition_inputs, submissions_dir
 from ..progress import SILENT, Reporter
 from ..report import classification_metrics, confusion_matrix, member_correlation, report_dir, write_report
 from ..store import Store
-from ..submit import submission_format, write_submission
+from ..submit import read_outside_submission, submission_format, write_submission
 from ..tta import describe
 from .base import Blender
 from .members import check_compatible, filter_by_score, load_members, select_members
@@ -83,7 +83,8 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
           metric: str = "accuracy", out: Path | None = None, reporter: Reporter = SILENT, *,
           min_cv: float | None = None, top: int | None = None, split_seeds: bool = False,
           params: dict[str, dict] | list[str] | None = None, weights: str | list | dict | None = None,
-          pick: str | None = None, folds: list[int] | None = None, full: bool = False) -> BlendResult:
+          pick: str | None = None, folds: list[int] | None = None, full: bool = False,
+          submissions: list[str | Path] | None = None) -> BlendResult:
     """Blend models of the store into a submission and its report.
 
     method: a blender's name, several comma-separated, or "all". params: {"caruana": {"iterations":
@@ -93,7 +94,10 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
     (members trained on some folds only, as an expensive fine-tune often is): scored on their held-out
     rows, each member's test probabilities the mean of those folds' models. full: the test probabilities
     of members refit on every training image (kit train --full) come from the refit (the report says
-    which); every score stays the folds' out-of-fold one.
+    which); every score stays the folds' out-of-fold one. submissions: outside submission CSVs
+    (probabilities or labels, made elsewhere) blended into the test predictions by an untrained
+    blender; they have no OOF rows, so the blend's score is the kit members' part alone and the
+    report says it is not cross-validated.
     """
     competition = store.pick_competition(competition, models=models)
     check_metric(metric)
@@ -108,6 +112,11 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
     if pick is not None and pick not in methods:
         raise BlendError(f"--pick: '{pick}' is not among the blenders asked for ({', '.join(methods)})"
                          f"{did_you_mean(pick, methods)}")
+
+    outside_files = [Path(p) for p in submissions or []]
+    if outside_files:
+        methods = _blenders_for_outside(methods, outside_files, explicit=method != "all", pick=pick)
+        params = {name: values for name, values in params.items() if name in methods}
 
     if out is not None:  # a path kit must not write fails before any reading
         check_outputs(store, competition, Path(out))
@@ -144,26 +153,39 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
     dropped = {**unfinished, **dropped}
     members = [m for m in members if m.name in kept]
     member_metrics = {n: all_metrics[n] for n in kept}
-    if "caruana" in methods:  # the selection optimises the metric the run is judged by, unless told otherwise
-        params.setdefault("caruana", {}).setdefault("metric", metric)
+    fmt = submission_format(store.sample_submission(competition), classes)
+    outside = read_outside(outside_files, fmt, classes, members[0].test_ids, kept)
+    for greedy in ("caruana", "hill"):  # greedy searches optimise the metric the run is judged by, unless told otherwise
+        if greedy in methods:
+            params.setdefault(greedy, {}).setdefault("metric", metric)
     if weights is not None:
         if "weighted" not in methods:
             raise BlendError("--weights: they are the weighted vote's; add --method weighted")
-        params.setdefault("weighted", {})["weights"] = resolve_weights(weights, kept)
+        params.setdefault("weighted", {})["weights"] = resolve_weights(weights, kept + list(outside))
     blenders = build_blenders(methods, params, explicit=method != "all")
     if pick is not None and pick not in blenders:
         raise BlendError(f"--pick: blend:{pick} needs {', '.join(blender_class(pick).required)} "
                          f"(e.g. --weights 0.7,0.3); --method all leaves it out without them")
 
     P_oof = np.stack([m.oof for m in members])
-    P_test = np.stack([m.test for m in members])
+    P_test = np.stack([m.test for m in members] + [probs for probs, _ in outside.values()])
+    if outside:
+        # an untrained blender's fit reads only P's shape and its own parameters (weights), never y: the
+        # test blend is fitted on the test rows of every member, kit's and the outside ones, with a
+        # placeholder y; the scored one on the kit members' OOF rows alone, with their share of the weights
+        for_test = {name: clone(b).fit(P_test, np.zeros(P_test.shape[1], dtype=int)) for name, b in blenders.items()}
+        blenders = {name: kit_members_only(b, len(members), list(outside)) for name, b in blenders.items()}
     fitted, oof, fit_seconds, cv_seconds = fit_and_score(blenders, P_oof, y, fold_of, reporter)
     blender_metrics = {name: classification_metrics(y, probs, classes) for name, probs in oof.items()}
+    if outside:
+        fitted = for_test
 
     best = pick or best_blender(blender_metrics, metric)
     test_probs = fitted[best].predict_proba(P_test)
-    fmt = submission_format(store.sample_submission(competition), classes)
     out = Path(out) if out else check_outputs(store, competition, submissions_dir() / f"{competition}-{best}.csv")
+    for path in outside_files:  # the submission must not overwrite one of its own inputs
+        if Path(out).resolve() == path.resolve():
+            raise BlendError(f"--out {out}: is the outside submission --submission {path}; write the blend elsewhere")
     submission = write_submission(out, fmt, members[0].test_ids, test_probs, classes)
     report = {"competition": competition, "method": best, "metric": metric, "picked": pick is not None,
               "folds": only_folds or list(range(folds.n_folds)), "partial": only_folds is not None,
@@ -171,8 +193,11 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
               "blenders": blender_metrics, "nested_cv": {n: b.learns for n, b in blenders.items()},
               "fit_seconds": fit_seconds, "cv_seconds": cv_seconds, "warnings": warnings,
               "tta": {m.name: m.manifest.tta for m in members},
-              "test_predictions": {m.name: test_sources[m.name] for m in members}, "params": fitted[best].get_params(),
-              "fitted": name_members(fitted[best].describe(), kept),
+              "test_predictions": {m.name: test_sources[m.name] for m in members},
+              "params": fitted[best].get_params(),
+              "fitted": name_members(fitted[best].describe(), kept + list(outside)),
+              "outside": {p.name: {"file": str(p), "kind": outside[p.name][1]} for p in outside_files},
+              "cross_validated": not outside,
               "confusion": confusion_matrix(y, oof[best], classes),
               "correlation": member_correlation(kept, P_oof), "submission": str(submission)}
     return BlendResult(report=report, submission=submission, report_files=write_report(report_dir(out), report))
@@ -190,6 +215,57 @@ def _blenders_for_folds(methods: list[str], folds: list[int], explicit: bool) ->
                          f"blender (soft, geomean, hard)")
     kept = [m for m in methods if m not in learning]
     return kept
+
+
+def _blenders_for_outside(methods: list[str], files: list[Path], explicit: bool, pick: str | None) -> list[str]:
+    """The blenders that can take outside submissions: those that learn nothing from the OOF rows
+    (an outside submission has none). Asked for by name, a learning blender is refused; in --method
+    all it is left out."""
+    learning = [m for m in methods if blender_class(m).learns]
+    untrained = ", ".join(m for m in list_blenders() if not blender_class(m).learns)
+    if learning and (explicit or pick in learning):
+        name = pick if pick in learning else learning[0]
+        raise BlendError(f"--submission {files[0]}: an outside submission has no out-of-fold predictions, so "
+                         f"blender '{name}', which learns from them, cannot use it; use one that does not learn "
+                         f"({untrained})")
+    names = [f.name for f in files]
+    repeated = [n for n in names if names.count(n) > 1]
+    if repeated:  # the file name is the member's name in the report and in --weights
+        raise BlendError(f"--submission: two files are named '{repeated[0]}'; expected distinct file names "
+                         f"(each names its member in the report and in --weights)")
+    return [m for m in methods if m not in learning]
+
+
+def read_outside(files: list[Path], fmt, classes: list[str], test_ids: np.ndarray,
+                 kit_names: list[str]) -> dict[str, tuple[np.ndarray, str]]:
+    """Each outside submission, checked against the sample submission (kit.submit.read_outside_submission),
+    as {file name: (test probabilities in the kit members' test id order, "probabilities" or "labels")}."""
+    row_of = {id_: i for i, id_ in enumerate(fmt.ids)}
+    order = [row_of.get(str(t)) for t in test_ids]
+    outside = {}
+    for path in files:
+        if path.name in kit_names:
+            raise BlendError(f"--submission {path}: its file name '{path.name}' is also a kit member's name; "
+                             f"rename the file")
+        probs, kind = read_outside_submission(path, fmt, classes)
+        if None in order:  # the store's own test ids and its sample submission disagree
+            raise SubmissionError(f"the members' test ids are not the sample submission's (e.g. "
+                                  f"'{test_ids[order.index(None)]}'), so {path} cannot be lined up with them")
+        outside[path.name] = (probs[order], kind)
+    return outside
+
+
+def kit_members_only(blender: Blender, n_kit: int, outside: list[str]) -> Blender:
+    """The blender as it scores the OOF rows, where only the first `n_kit` members (kit's) exist: given
+    weights keep the kit members' share (normalised again when fitted)."""
+    weights = blender.get_params().get("weights")
+    if weights is None:
+        return blender
+    kit_part = list(weights)[:n_kit]
+    if not sum(float(w) for w in kit_part) > 0:
+        raise BlendError(f"{blender.method_name}.weights: the kit members' weights are all 0, so the blend has no "
+                         f"out-of-fold part to score; give a kit member a weight (outside: {', '.join(outside)})")
+    return clone(blender).set_params(weights=kit_part)
 
 
 def check_outputs(store: Store, competition: str, out: Path) -> Path:
