@@ -119,9 +119,12 @@ def check_predictable(model_dir: Path, manifest: Manifest, doing: str = "predict
     return info
 
 
-def open_network(model_dir: Path, device: str = "auto", hashed: bool = False) -> StoredNetwork:
+def open_network(model_dir: Path, device: str = "auto", hashed: bool = False,
+                 runs: list[str] | None = None) -> StoredNetwork:
     """A finished model's network, built as it trained, and its weights files, each checked present
-    (`hashed`: and its sha256 the one its fold.json recorded), before anything is predicted."""
+    (`hashed`: and its sha256 the one its fold.json recorded), before anything is predicted.
+    `runs`: only these weights ('seed0/fold1', 'seed0/full'), of a model that need not have finished
+    its other folds (an inference bundle holds the runs its blend used, kit/bundle.py)."""
     from .models import build_model
     from .recipe import ModelConfig
     from .train.batches import Normalizer
@@ -131,8 +134,9 @@ def open_network(model_dir: Path, device: str = "auto", hashed: bool = False) ->
     model_dir = Path(model_dir)
     manifest = read_manifest(model_dir)
     info = check_predictable(model_dir, manifest)
-    check_complete(manifest, model_dir)
-    weights = weights_files(model_dir, manifest, hashed=hashed)
+    if runs is None:
+        check_complete(manifest, model_dir)
+    weights = weights_files(model_dir, manifest, hashed=hashed, runs=runs)
     settings = pick_device(device, info.precision)  # the precision training predicted the test set with
     config = ModelConfig(arch=manifest.arch, params=info.params)  # no pretrained weights: ours replace them
     model = build_model(config, len(manifest.classes), info.channels, manifest.image_size).to(settings.device)
@@ -140,31 +144,44 @@ def open_network(model_dir: Path, device: str = "auto", hashed: bool = False) ->
                          Normalizer(info.mean, info.std, manifest.image_size), TTA.from_record(manifest.tta))
 
 
-def predict_images(model_dir: Path, images: list[Path], top: int = 5, device: str = "auto",
-                   batch_size: int = 256, reporter: Reporter = SILENT) -> PredictResult:
-    """Every finished (seed, fold) of the model on `images`; softmax averaged over folds, seeds and TTA views."""
+def load_images(images: list[Path], info: PredictInfo) -> np.ndarray:
+    """The image files as one uint8 array (N x H x W x C), decoded as the model's competition images were."""
+    return np.stack([load_image(p, info.channels, tuple(info.decoded_size)) for p in images])
+
+
+def predict_runs(network: StoredNetwork, pixels: np.ndarray, weights: list[Path], batch_size: int = 256,
+                 advance=lambda: None) -> list[np.ndarray]:
+    """Each of `weights` loaded into the network in turn, on `pixels`, through its TTA views: one
+    (images x classes) float32 softmax per weights file; `advance()` after each."""
     from .train.loop import predict_proba
     from .train.resident import batches_for
 
-    if top < 1:
-        raise DataError(f"--top: expected a positive number of classes, got {top}")
-    network = open_network(model_dir, device)
-    manifest, info = network.manifest, network.manifest.predict
-    classes = manifest.classes
-    pixels = np.stack([load_image(p, info.channels, tuple(info.decoded_size)) for p in images])
     # the images held on the device and normalised once, as the test set is in training, for every fold
     batches = batches_for(pixels, None, np.arange(len(pixels)), batch_size, network.normalizer,
                           network.settings.device)
-    total = np.zeros((len(pixels), len(classes)), dtype=np.float64)
+    runs = []
+    for path in weights:
+        network.load(path)
+        runs.append(predict_proba(network.model, batches, network.settings, network.tta))
+        advance()
+    return runs
+
+
+def predict_images(model_dir: Path, images: list[Path], top: int = 5, device: str = "auto",
+                   batch_size: int = 256, reporter: Reporter = SILENT) -> PredictResult:
+    """Every finished (seed, fold) of the model on `images`; softmax averaged over folds, seeds and TTA views."""
+    if top < 1:
+        raise DataError(f"--top: expected a positive number of classes, got {top}")
+    network = open_network(model_dir, device)
+    manifest = network.manifest
+    classes = manifest.classes
+    pixels = load_images(images, manifest.predict)
     reporter.start("predict", f"{manifest.name}: {len(network.weights)} fold weights", total=len(network.weights))
     try:
-        for path in network.weights:
-            network.load(path)
-            total += predict_proba(network.model, batches, network.settings, network.tta)
-            reporter.advance("predict")
+        runs = predict_runs(network, pixels, network.weights, batch_size, lambda: reporter.advance("predict"))
     finally:
         reporter.finish("predict")
-    probs = (total / len(network.weights)).astype(np.float32)
+    probs = (np.sum(runs, axis=0, dtype=np.float64) / len(runs)).astype(np.float32)
     k = min(top, len(classes))
     predictions = [Prediction(path, [(classes[c], float(row[c])) for c in np.argsort(-row, kind="stable")[:k]])
                    for path, row in zip(images, probs)]
@@ -214,7 +231,7 @@ def image_ids(images: list[Path], model_dir: Path) -> np.ndarray:
 
 
 def plan_images_submission(out: Path, images: list[Path], model_dir: Path,
-                            store_root: Path | None = None) -> SubmissionPlan:
+                            store_root: Path | None = None, option: str = "--submission") -> SubmissionPlan:
     """`kit predict --submission`, checked before anything is predicted: the format the CSV of `images`
     takes (kit.submit.SubmissionFormat) and their ids, from the file names.
 
@@ -227,7 +244,7 @@ def plan_images_submission(out: Path, images: list[Path], model_dir: Path,
     from .paths import check_output
     from .submit import SubmissionFormat, submission_format
 
-    check_output(out, "--submission", store=store_root)
+    check_output(out, option, store=store_root)
     model_dir = Path(model_dir)
     sample = sample_submission_beside(model_dir)
     if not sample.is_file():
@@ -238,7 +255,7 @@ def plan_images_submission(out: Path, images: list[Path], model_dir: Path,
     expected, given = set(fmt.ids), set(ids)
     if given != expected and given & expected:
         missing, extra = sorted(expected - given), sorted(given - expected)
-        raise DataError(f"--submission: {len(given & expected)} of the {len(ids)} images have ids of the sample "
+        raise DataError(f"{option}: {len(given & expected)} of the {len(ids)} images have ids of the sample "
                         f"submission ({sample}), but " + (f"{len(missing)} of its {len(expected)} ids have no image "
                                                            f"(e.g. '{missing[0]}')" if missing else "")
                         + (" and " if missing and extra else "")

@@ -541,13 +541,17 @@ def npz_bytes(**arrays) -> bytes:
     return buffer.getvalue()
 
 
-def weights_files(model_dir: Path, manifest: Manifest, hashed: bool = False) -> list[Path]:
+def weights_files(model_dir: Path, manifest: Manifest, hashed: bool = False,
+                  runs: list[str] | None = None) -> list[Path]:
     """Every (seed, fold)'s best weights in a model's folder (in the store or copied out of it), each
     checked present, and with `hashed` its sha256 checked against its fold.json. A derived member's
-    are its source's (in the sibling folder), each checked against the sha256 the member recorded."""
+    are its source's (in the sibling folder), each checked against the sha256 the member recorded.
+    `runs`: only these ('seed0/fold1', 'seed0/full'), in this order (an inference bundle's members)."""
     derived = manifest.derived_from
     weights_dir = Path(model_dir) if derived is None else Path(model_dir).parent / derived.source
-    paths = [weights_dir / fold_subdir(s, k) / WEIGHTS for s in manifest.seeds for k in range(manifest.n_folds)]
+    if runs is None:
+        runs = [fold_subdir(s, k) for s in manifest.seeds for k in range(manifest.n_folds)]
+    paths = [weights_dir / run / WEIGHTS for run in runs]
     for path in paths:
         if not path.is_file():
             if derived is not None:

@@ -71,10 +71,15 @@ def make_submission(fmt: SubmissionFormat, test_ids: np.ndarray, probs: np.ndarr
     return frame
 
 
-def write_submission(path: Path, fmt: SubmissionFormat, test_ids, probs, classes) -> Path:
+def submission_text(fmt: SubmissionFormat, test_ids, probs, classes, source: str = "the submission") -> str:
+    """The CSV kit writes for these predictions, validated, as text (kit export compares it with a blend's file)."""
     frame = make_submission(fmt, test_ids, probs, classes)
-    validate_frame(frame, fmt, classes, str(path))
-    fileio.write_text(path, frame.to_csv(index=False, float_format="%.6f"))
+    validate_frame(frame, fmt, classes, source)
+    return frame.to_csv(index=False, float_format="%.6f")
+
+
+def write_submission(path: Path, fmt: SubmissionFormat, test_ids, probs, classes) -> Path:
+    fileio.write_text(path, submission_text(fmt, test_ids, probs, classes, str(path)))
     return Path(path)
 
 
