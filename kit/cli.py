@@ -504,6 +504,76 @@ def repredict(
                   f"kit blend -m {s.source} -m '{s.name}'", soft_wrap=True)
 
 
+@app.command()
+@exits_cleanly
+def export(
+    blend_file: Annotated[Optional[Path], typer.Argument(
+        metavar="SUBMISSION_OR_REPORT",
+        help="The submission CSV kit blend wrote, or its report folder (SUBMISSION.report/) or report.json.",
+        show_default=False)] = None,
+    out: Annotated[Path, typer.Option("--out", help="The bundle's folder: new or empty (--force replaces an "
+                                                    "earlier bundle there).", show_default=False)] = ...,
+    models: Annotated[Optional[list[str]], typer.Option(
+        "--models", "-m", help="Instead of a blend: these models (names or globs, repeatable), their folds "
+                               "averaged and the models by the soft vote.", show_default=False)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an earlier bundle in --out.")] = False,
+    competition: CompetitionOption = None,
+    store: StoreOption = Path("store"),
+):
+    """Write an inference bundle for a code competition (hidden test set, no internet): the members'
+    weights, manifests and recipes, the blender refit exactly as kit blend fitted it, the sample
+    submission's format, a README and bundle.json (every file's sha256, the kit version).
+
+    The blender's fitted state is checked before anything is written: applied to the store's test
+    predictions it must give the blend's submission CSV byte for byte. Run the bundle with kit
+    predict-bundle (or python -m kit.bundle) on a machine with only kit installed.
+
+    Example: [bold]kit export submissions/digits-caruana.csv --out bundle/[/bold]   or   [bold]kit export -m vgg_small -m resnet_small --out bundle/[/bold]
+    """
+    from .bundle import export_bundle
+    from .console import RichReporter
+    from .store import Store
+
+    s = export_bundle(Store(store), out, blend=blend_file, models=models, competition=competition, force=force,
+                      reporter=RichReporter())
+    rows = [[m.name, m.model, len(m.runs), m.test_predictions] for m in s.members]
+    console.print(make_table(f"bundle of blend:{s.method}", ["member", "weights of", "runs", "test predictions"], rows))
+    checked = (f"the refit blender reproduces {s.checked_against} byte for byte" if s.checked_against else
+               "no blend to check against (-m): reference_submission.csv is the soft vote of the stored predictions")
+    console.print(f"[dim]{checked}[/dim]", soft_wrap=True)
+    console.print(f"[bold green]bundle:[/bold green] {s.out} ({s.files + 1} files, {s.megabytes:.2f} MB, "
+                  f"{s.seconds:.1f} s); run it: kit predict-bundle {s.out} TEST_FOLDER --out submission.csv",
+                  soft_wrap=True)
+
+
+@app.command("predict-bundle")
+@exits_cleanly
+def predict_bundle(
+    bundle: Annotated[Path, typer.Argument(help="The folder kit export wrote.")],
+    images: Annotated[list[Path], typer.Argument(help="The test images: files, or folders of them (searched "
+                                                      "recursively), named as the competition names them.")],
+    out: Annotated[Path, typer.Option("--out", help="The submission CSV to write.")] = Path("submission.csv"),
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, or cuda:N.")] = "auto",
+):
+    """Run an inference bundle on test images and write the submission kit blend would have written:
+    every file checked against bundle.json's sha256, then each member's weights through its TTA views,
+    the blender's fitted state, the competition's submission format. Needs no store and no training data.
+
+    The images' ids come from their file names (the competition's test_images pattern, else the stem). When
+    they are the sample submission's ids, the rows follow its order; a new test set keeps the images' order.
+
+    Example: [bold]kit predict-bundle bundle/ /kaggle/input/comp/test/ --out submission.csv[/bold]   or   [bold]python -m kit.bundle bundle/ test/ --out submission.csv[/bold]
+    """
+    from .bundle import predict_bundle as run_bundle
+    from .console import RichReporter
+
+    r = run_bundle(bundle, images, out, device=device, reporter=RichReporter())
+    how = ("the competition's test set, in the sample submission's order" if r.follows_sample else
+           "a new test set, in the images' order")
+    console.print(f"[bold green]submission:[/bold green] {r.out} ({r.rows} rows, {how}; {len(r.members)} members, "
+                  f"{r.runs} weights, {r.seconds:.1f} s)", soft_wrap=True)
+
+
 def _short_path(path: Path) -> str:
     """A path as short as it reads unambiguously: relative to here when it lies below."""
     try:
