@@ -469,6 +469,12 @@ def read_bundle(bundle_dir: Path) -> dict:
         if file.stat().st_size != expected["bytes"] or sha256_of(file) != expected["sha256"]:
             raise BundleError(f"{file}: changed since the bundle was exported (its sha256 is not the one {BUNDLE} "
                               f"lists); copy the bundle again or export it anew; nothing was predicted")
+    try:
+        [BundleMember(**m) for m in bundle["members"]]
+        bundle["classes"], bundle["blend"]["method"]
+    except (KeyError, TypeError):
+        raise BundleError(f"{path}: members, classes or blend: not as kit export writes them; export the bundle "
+                          f"again") from None
     return bundle
 
 
@@ -492,6 +498,8 @@ def predict_bundle(bundle_dir: Path, images: list[Path], out: Path, device: str 
     plan = plan_images_submission(out, files, bundle_dir / MODELS / members[0].model, option="--out")
     networks = [open_network(bundle_dir / MODELS / m.model, device, runs=m.runs) for m in members]
     blender = load_blender(bundle_dir)
+    if bundle["kit_version"] != __version__:
+        reporter.message(f"the bundle was exported by kit {bundle['kit_version']}; this is kit {__version__}")
     total = sum(len(n.weights) for n in networks)
     pixels: dict[tuple, np.ndarray] = {}  # decoded once per (channels, size) the members need
     probs = []
@@ -501,7 +509,11 @@ def predict_bundle(bundle_dir: Path, images: list[Path], out: Path, device: str 
             info = network.manifest.predict
             key = (info.channels, tuple(info.decoded_size))
             if key not in pixels:
-                pixels[key] = load_images(files, info)
+                reporter.start("decode", f"decoding {len(files)} images", total=len(files))
+                try:
+                    pixels[key] = load_images(files, info, lambda: reporter.advance("decode"))
+                finally:
+                    reporter.finish("decode")
             recipe_path = bundle_dir / MODELS / member.model / RECIPE
             recipe = read_yaml(recipe_path) if recipe_path.is_file() else {}
             batch_size = int(((recipe or {}).get("predict") or {}).get("batch_size", 512))  # as training predicted

@@ -144,9 +144,14 @@ def open_network(model_dir: Path, device: str = "auto", hashed: bool = False,
                          Normalizer(info.mean, info.std, manifest.image_size), TTA.from_record(manifest.tta))
 
 
-def load_images(images: list[Path], info: PredictInfo) -> np.ndarray:
-    """The image files as one uint8 array (N x H x W x C), decoded as the model's competition images were."""
-    return np.stack([load_image(p, info.channels, tuple(info.decoded_size)) for p in images])
+def load_images(images: list[Path], info: PredictInfo, advance=lambda: None) -> np.ndarray:
+    """The image files as one uint8 array (N x H x W x C), decoded as the model's competition images
+    were; `advance()` after each."""
+    pixels = []
+    for path in images:
+        pixels.append(load_image(path, info.channels, tuple(info.decoded_size)))
+        advance()
+    return np.stack(pixels)
 
 
 def predict_runs(network: StoredNetwork, pixels: np.ndarray, weights: list[Path], batch_size: int = 256,
