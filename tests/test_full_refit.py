@@ -100,6 +100,26 @@ def test_blend_full_without_any_refit_warns_and_uses_the_folds(trained_store, wo
     assert "no member has a full refit" in result.output
 
 
+@pytest.mark.parametrize("head", ["linear", "logreg"])
+def test_a_head_on_cached_features_refits_on_the_same_features(workdir, head):
+    """The refit of an embeddings recipe trains its head on every row of the features the folds used."""
+    recipe = write_recipe(workdir / "recipes", f"emb_{head}", model={"arch": "timm/test_resnet"}, image_size=16,
+                          train__epochs=3, train__finetune={"mode": "embeddings", "head": {"name": head}})
+    assert kit("train", recipe).exit_code == 0
+    result = kit("train", recipe, "--full")
+    assert result.exit_code == 0, result.output
+    assert "features from the cache" in result.output  # not computed again
+    full = workdir / "store" / "digits" / "models" / f"emb_{head}" / "seed0" / "full"
+    record = json.loads((full / "fold.json").read_text())
+    assert record["train_rows"] == len(pd.read_csv(workdir / "data" / "digits" / "train.csv"))
+    assert record["epochs"] == (1 if head == "logreg" else full_epochs([r["best_epoch"] for r in
+                                                                       fold_records(workdir / "store", f"emb_{head}")]))
+    # a weak head on a random tiny backbone: the refit agrees with its folds well above the 0.1 that
+    # unrelated predictions of 10 classes would
+    assert record["agreement_with_folds"]["argmax"] > 0.2
+    assert kit("blend", "--full", "--out", workdir / "s.csv").exit_code == 0
+
+
 def test_full_refusals_are_one_line(workdir, trained_store):
     recipe = write_recipe(workdir / "recipes", "tiny_vgg")
     result = kit("train", recipe, "--full", "--folds", "0")

@@ -91,7 +91,8 @@ def train_head(recipe, features: CachedFeatures, labels: np.ndarray, train_idx: 
                checkpoint=None, classifier: nn.Linear | None = None) -> dict:
     """One (seed, fold)'s head: -> {'oof', 'test', 'history', 'best_epoch', 'stopped_early', 'weights'}.
 
-    `classifier`: the timm model's own (new) classifier, which a linear probe trains; else the recipe's head."""
+    `classifier`: the timm model's own (new) classifier, which a linear probe trains; else the recipe's head.
+    An empty `val_idx` is a refit on every row (kit train --full): nothing is validated, 'oof' is None."""
     cfg = recipe.train
     head_cfg = cfg.finetune.head
     x_train, y_train = training_rows(features.train, labels, train_idx)
@@ -133,13 +134,15 @@ def _fit_torch_head(recipe, model, head, x_train, y_train, x_val, y_val, x_test,
     cfg, to = recipe.train, settings.device
     train_batches = FeatureBatches(torch.from_numpy(x_train).to(to), y_train, cfg.batch_size, shuffle=True,
                                    seed=run_seed, drop_last=True)
-    val_batches = FeatureBatches(torch.from_numpy(x_val).to(to), y_val, recipe.predict.batch_size)
+    val_batches = (FeatureBatches(torch.from_numpy(x_val).to(to), y_val, recipe.predict.batch_size)
+                   if len(x_val) else None)
     test_batches = FeatureBatches(torch.from_numpy(x_test).to(to), None, recipe.predict.batch_size)
     plain = settings.__class__(settings.device, settings.amp_dtype, channels_last=False)  # rows, not images
     result = fit(model, train_batches, val_batches, cfg, plain, reporter, progress_key="train", checkpoint=checkpoint)
     buffer = io.BytesIO()
     torch.save({k: v.cpu() for k, v in head.state_dict().items()}, buffer)
-    return {"oof": predict_proba(model, val_batches, plain), "test": predict_proba(model, test_batches, plain),
+    return {"oof": None if val_batches is None else predict_proba(model, val_batches, plain),
+            "test": predict_proba(model, test_batches, plain),
             "history": result.history, "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
             "weights": buffer.getvalue()}
 
@@ -158,10 +161,11 @@ def _fit_estimator(head_cfg, x_train, y_train, x_val, y_val, x_test, num_classes
         return out
 
     train_probs = proba(x_train[:, None, :])
-    oof, test = proba(x_val), proba(x_test)
+    oof, test = (proba(x_val) if len(x_val) else None), proba(x_test)  # no rows held out: a refit on all of them
     history = [{"epoch": 1, "train_loss": log_loss(y_train, train_probs),
-                "train_acc": float((train_probs.argmax(1) == y_train).mean()), "val_loss": log_loss(y_val, oof),
-                "val_acc": float((oof.argmax(1) == y_val).mean()), "lr": 0.0,
+                "train_acc": float((train_probs.argmax(1) == y_train).mean()),
+                "val_loss": None if oof is None else log_loss(y_val, oof),
+                "val_acc": None if oof is None else float((oof.argmax(1) == y_val).mean()), "lr": 0.0,
                 "seconds": time.perf_counter() - started}]
     # stored as a weights file like every member's (a torch zip the store checks): the pickled estimator's
     # bytes as one uint8 tensor, which torch.load(weights_only=True) reads without unpickling anything

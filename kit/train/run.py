@@ -191,14 +191,11 @@ def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, normalizer: Nor
 
 def _check_refittable(recipe: Recipe) -> None:
     """What a refit on all the data cannot do, refused before anything loads: with no held-out rows there
-    is no validation loss for a plateau schedule to follow, and heads on cached features are refit apart."""
+    is no validation loss for a plateau schedule to follow."""
     if recipe.train.scheduler.name == "plateau":
         raise RecipeError(f"{recipe.source}: train.scheduler.name: --full cannot refit with 'plateau', which follows "
                           f"the validation loss, and a refit on every image has none; use a fixed schedule (cosine, "
                           f"step, onecycle, triangle)")
-    if trains_on_features(recipe):
-        raise RecipeError(f"{recipe.source}: train.finetune.mode: --full does not refit a head on cached features "
-                          f"yet; blend the folds' test predictions (the default)")
 
 
 def full_epochs(best_epochs: list[int]) -> int:
@@ -245,14 +242,17 @@ def refit_full(recipe: Recipe, data: CompetitionData, inputs, normalizer: Normal
         on_batches = (plan_batch_augment(recipe.augment.transforms, normalizer.to(settings.device),
                                          alternating_flip=recipe.augment.alternating_flip)
                       if pipeline is not None or recipe.augment.alternating_flip else None)
+        # a head on cached features refits on the same features (found in the cache, or computed once now)
+        features = cached_features(recipe, data, normalizer, settings, store, reporter) if trains_on_features(recipe) \
+            else None
         test_batches = batches_for(data.test_images, None, np.arange(len(data.test_ids)), recipe.predict.batch_size,
-                                   normalizer, settings.device)
+                                   normalizer, settings.device) if features is None else None
         reporter.start("train", f"{recipe.name} full", total=len(todo) * epochs)
         try:
             for seed in todo:
                 reporter.advance("train", 0, description=f"{recipe.name} seed {seed} on all images")
                 records.append(_refit_seed(recipe, cfg, data, folds, seed, normalizer, settings, store, test_batches,
-                                           reporter, pipeline, on_batches, rule, force))
+                                           reporter, pipeline, on_batches, rule, force, features))
         finally:
             reporter.finish("train")
     return TrainSummary(model=recipe.name, competition=data.name, model_dir=model_dir, folds_trained=0,
@@ -262,11 +262,19 @@ def refit_full(recipe: Recipe, data: CompetitionData, inputs, normalizer: Normal
 
 def _refit_seed(recipe: Recipe, cfg, data: CompetitionData, folds: Folds, seed: int, normalizer: Normalizer,
                 settings: DeviceSettings, store: Store, test_batches, reporter: Reporter, pipeline,
-                on_batches: BatchAugment | None, rule: str, force: bool) -> dict:
+                on_batches: BatchAugment | None, rule: str, force: bool,
+                features: features_cache.CachedFeatures | None = None) -> dict:
     """One seed's refit on every training image, as train_fold trains a fold but with nothing held out."""
     run_seed = seed * 1000 + folds.n_folds  # folds are seed * 1000 + k, k < n_folds: this state is none of theirs
     torch.manual_seed(run_seed)
     rows = np.arange(len(data.train_ids))
+    full_dir = store.full_dir(data.name, recipe.name, seed)
+    if force and full_dir.exists():
+        shutil.rmtree(full_dir)
+    checkpoint = EpochCheckpoint(full_dir / CHECKPOINT, key=f"{recipe.hash}-full-{cfg.epochs}")
+    if features is not None:
+        return _refit_seed_on_features(recipe, cfg, data, features, folds, seed, run_seed, rows, normalizer,
+                                       settings, store, reporter, checkpoint, rule)
     model = build_model(recipe.model, data.num_classes, data.channels, normalizer.size)
     if pipeline is None or on_batches is not None:
         train_batches = batches_for(data.train_images, data.train_labels, rows, cfg.batch_size, normalizer,
@@ -278,10 +286,6 @@ def _refit_seed(recipe: Recipe, cfg, data: CompetitionData, folds: Folds, seed: 
     augment = recipe.augment
     mixer = (BatchMixer(data.num_classes, augment.mixup, augment.cutmix, seed=run_seed)
              if augment.mixup or augment.cutmix else None)
-    full_dir = store.full_dir(data.name, recipe.name, seed)
-    if force and full_dir.exists():
-        shutil.rmtree(full_dir)
-    checkpoint = EpochCheckpoint(full_dir / CHECKPOINT, key=f"{recipe.hash}-full-{cfg.epochs}")
     try:
         result = fit(model, train_batches, None, cfg, settings, reporter, progress_key="train",
                      checkpoint=checkpoint, mixer=mixer)
@@ -290,6 +294,42 @@ def _refit_seed(recipe: Recipe, cfg, data: CompetitionData, folds: Folds, seed: 
         check_finite(test, f"epoch {cfg.epochs}: its test predictions are", cfg)
     except NotFinite as exc:
         raise exc.at(f"{recipe.source}: seed {seed}, the refit on all images") from None
+    buffer = io.BytesIO()
+    torch.save({k_: v.cpu() for k_, v in model.state_dict().items()}, buffer)
+    return _store_refit(recipe, cfg, data, folds, seed, rows, test, result.history, buffer.getvalue(), settings,
+                        store, checkpoint, rule, tta.record)
+
+
+def _refit_seed_on_features(recipe: Recipe, cfg, data: CompetitionData, features, folds: Folds, seed: int,
+                            run_seed: int, rows: np.ndarray, normalizer: Normalizer, settings: DeviceSettings,
+                            store: Store, reporter: Reporter, checkpoint: EpochCheckpoint, rule: str) -> dict:
+    """_refit_seed for a head on cached features (as _train_fold_on_features, with no row held out)."""
+    model = None
+    if recipe.train.finetune.mode == "linear_probe":
+        torch.manual_seed(0)  # the backbone that computed the features (cached_features)
+        model = build_model(recipe.model, data.num_classes, data.channels, normalizer.size)
+    try:
+        out = train_head(recipe.model_copy(update={"train": cfg}), features, data.train_labels, rows,
+                         np.array([], dtype=int), data.num_classes, run_seed, settings, reporter, checkpoint,
+                         classifier=None if model is None else model.get_classifier())
+        if len(out["history"]) < cfg.epochs:  # an estimator: fitted at once
+            reporter.advance("train", cfg.epochs)
+        check_finite(out["test"], f"epoch {cfg.epochs}: its test predictions are", cfg)
+    except NotFinite as exc:
+        raise exc.at(f"{recipe.source}: seed {seed}, the refit on all images") from None
+    weights = out["weights"]
+    if model is not None:
+        buffer = io.BytesIO()
+        torch.save({k_: v.cpu() for k_, v in model.state_dict().items()}, buffer)
+        weights = buffer.getvalue()
+    return _store_refit(recipe, cfg, data, folds, seed, rows, out["test"], out["history"], weights, settings, store,
+                        checkpoint, rule, TTA.from_config(recipe.tta).record)
+
+
+def _store_refit(recipe: Recipe, cfg, data: CompetitionData, folds: Folds, seed: int, rows: np.ndarray,
+                 test: np.ndarray, history: list[dict], weights: bytes, settings: DeviceSettings, store: Store,
+                 checkpoint: EpochCheckpoint, rule: str, tta_record) -> dict:
+    """A refit's files in seed<s>/full/, with how its test predictions compare with the folds' average."""
     manifest = store.manifest(data.name, recipe.name)
     folds_done = [k for k in range(folds.n_folds) if store.is_fold_done(data.name, recipe.name, seed, k)]
     agreement = None
@@ -297,13 +337,11 @@ def _refit_seed(recipe: Recipe, cfg, data: CompetitionData, folds: Folds, seed: 
         fold_test = store.assemble(manifest, seeds=[seed], folds=folds_done).test
         agreement = {"folds": folds_done, "argmax": float((test.argmax(1) == fold_test.argmax(1)).mean()),
                      "mean_abs_prob": float(np.abs(test - fold_test).mean())}
-    buffer = io.BytesIO()
-    torch.save({k_: v.cpu() for k_, v in model.state_dict().items()}, buffer)
     record = {"seed": seed, "full": True, "epochs": cfg.epochs, "rule": rule, "train_rows": len(rows),
-              "seconds": sum(h["seconds"] for h in result.history), "device": str(settings.device),
-              "tta": tta.record, "agreement_with_folds": agreement, "history": result.history}
+              "seconds": sum(h["seconds"] for h in history), "device": str(settings.device),
+              "tta": tta_record, "agreement_with_folds": agreement, "history": history}
     store.write_full(data.name, recipe.name, seed, test_ids=data.test_ids, test=test, record=record,
-                     history=result.history, weights=buffer.getvalue())
+                     history=history, weights=weights)
     checkpoint.remove()
     return record
 
