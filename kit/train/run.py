@@ -136,9 +136,7 @@ def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, normalizer: Nor
                      f"{recipe.train.epochs} epochs, seeds {recipe.train.seeds}) on {settings.device}")
     # flips, shifts and cut-outs run on whole batches on the device (kit/train/batch_augment.py); any
     # other transform runs image by image through albumentations; no transforms: no per-image work at all
-    on_batches = (plan_batch_augment(recipe.augment.transforms, normalizer.to(settings.device),
-                                     alternating_flip=recipe.augment.alternating_flip)
-                  if pipeline is not None or recipe.augment.alternating_flip else None)
+    on_batches = batch_ops(recipe, normalizer, settings, pipeline)
     if recipe.augment.active or manifest.tta != "none":
         augment = recipe.augment
         mixing = [f"{name} p {mix.p:g}" for name, mix in (("mixup", augment.mixup), ("cutmix", augment.cutmix)) if mix]
@@ -239,9 +237,7 @@ def refit_full(recipe: Recipe, data: CompetitionData, inputs, normalizer: Normal
     records = [read_json(store.full_dir(data.name, recipe.name, s) / "fold.json")
                for s in recipe.train.seeds if s not in todo]
     if todo:
-        on_batches = (plan_batch_augment(recipe.augment.transforms, normalizer.to(settings.device),
-                                         alternating_flip=recipe.augment.alternating_flip)
-                      if pipeline is not None or recipe.augment.alternating_flip else None)
+        on_batches = batch_ops(recipe, normalizer, settings, pipeline)
         # a head on cached features refits on the same features (found in the cache, or computed once now)
         features = cached_features(recipe, data, normalizer, settings, store, reporter) if trains_on_features(recipe) \
             else None
@@ -276,16 +272,7 @@ def _refit_seed(recipe: Recipe, cfg, data: CompetitionData, folds: Folds, seed: 
         return _refit_seed_on_features(recipe, cfg, data, features, folds, seed, run_seed, rows, normalizer,
                                        settings, store, reporter, checkpoint, rule)
     model = build_model(recipe.model, data.num_classes, data.channels, normalizer.size)
-    if pipeline is None or on_batches is not None:
-        train_batches = batches_for(data.train_images, data.train_labels, rows, cfg.batch_size, normalizer,
-                                    settings.device, shuffle=True, seed=run_seed, drop_last=True,
-                                    augment=None if on_batches is None else BatchAugment(on_batches.ops, run_seed))
-    else:
-        train_batches = AugmentedBatches(data.train_images, data.train_labels, rows, cfg.batch_size, normalizer,
-                                         pipeline, seed=run_seed, drop_last=True, workers=recipe.augment.workers)
-    augment = recipe.augment
-    mixer = (BatchMixer(data.num_classes, augment.mixup, augment.cutmix, seed=run_seed)
-             if augment.mixup or augment.cutmix else None)
+    train_batches, mixer = training_batches(recipe, data, rows, normalizer, settings, run_seed, pipeline, on_batches)
     try:
         result = fit(model, train_batches, None, cfg, settings, reporter, progress_key="train",
                      checkpoint=checkpoint, mixer=mixer)
@@ -294,9 +281,7 @@ def _refit_seed(recipe: Recipe, cfg, data: CompetitionData, folds: Folds, seed: 
         check_finite(test, f"epoch {cfg.epochs}: its test predictions are", cfg)
     except NotFinite as exc:
         raise exc.at(f"{recipe.source}: seed {seed}, the refit on all images") from None
-    buffer = io.BytesIO()
-    torch.save({k_: v.cpu() for k_, v in model.state_dict().items()}, buffer)
-    return _store_refit(recipe, cfg, data, folds, seed, rows, test, result.history, buffer.getvalue(), settings,
+    return _store_refit(recipe, cfg, data, folds, seed, rows, test, result.history, state_bytes(model), settings,
                         store, checkpoint, rule, tta.record)
 
 
@@ -317,11 +302,7 @@ def _refit_seed_on_features(recipe: Recipe, cfg, data: CompetitionData, features
         check_finite(out["test"], f"epoch {cfg.epochs}: its test predictions are", cfg)
     except NotFinite as exc:
         raise exc.at(f"{recipe.source}: seed {seed}, the refit on all images") from None
-    weights = out["weights"]
-    if model is not None:
-        buffer = io.BytesIO()
-        torch.save({k_: v.cpu() for k_, v in model.state_dict().items()}, buffer)
-        weights = buffer.getvalue()
+    weights = out["weights"] if model is None else state_bytes(model)
     return _store_refit(recipe, cfg, data, folds, seed, rows, out["test"], out["history"], weights, settings, store,
                         checkpoint, rule, TTA.from_config(recipe.tta).record)
 
@@ -401,17 +382,9 @@ def train_fold(recipe: Recipe, data: CompetitionData, folds: Folds, k: int, seed
         return _train_fold_on_features(recipe, data, features, k, seed, run_seed, train_idx, val_idx, normalizer,
                                        settings, store, reporter)
     model = build_model(recipe.model, data.num_classes, data.channels, normalizer.size)
-    cfg, augment, device = recipe.train, recipe.augment, settings.device
-    if pipeline is None or on_batches is not None:
-        # resident on the device when the rows fit (kit/train/resident.py), else gathered batch by batch
-        train_batches = batches_for(data.train_images, data.train_labels, train_idx, cfg.batch_size, normalizer,
-                                    device, shuffle=True, seed=run_seed, drop_last=True,
-                                    augment=None if on_batches is None else BatchAugment(on_batches.ops, run_seed))
-    else:
-        train_batches = AugmentedBatches(data.train_images, data.train_labels, train_idx, cfg.batch_size, normalizer,
-                                         pipeline, seed=run_seed, drop_last=True, workers=augment.workers)
-    mixer = (BatchMixer(data.num_classes, augment.mixup, augment.cutmix, seed=run_seed)
-             if augment.mixup or augment.cutmix else None)
+    cfg, device = recipe.train, settings.device
+    train_batches, mixer = training_batches(recipe, data, train_idx, normalizer, settings, run_seed, pipeline,
+                                            on_batches)
     val_batches = batches_for(data.train_images, data.train_labels, val_idx, recipe.predict.batch_size, normalizer,
                               device)
     fold_dir = store.fold_dir(data.name, recipe.name, seed, k)
@@ -429,8 +402,6 @@ def train_fold(recipe: Recipe, data: CompetitionData, folds: Folds, k: int, seed
     except NotFinite as exc:  # nothing of this fold is written: a diverged run leaves no NaN in the store
         raise exc.at(where) from None
 
-    buffer = io.BytesIO()
-    torch.save({k_: v.cpu() for k_, v in model.state_dict().items()}, buffer)
     record = {"seed": seed, "fold": k, "best_epoch": result.best_epoch + 1, "val_loss": result.best["val_loss"],
               "val_acc": result.best["val_acc"], "stopped_early": result.stopped_early,
               "train_rows": len(train_idx), "val_rows": len(val_idx),
@@ -438,10 +409,43 @@ def train_fold(recipe: Recipe, data: CompetitionData, folds: Folds, k: int, seed
               "seconds": sum(h["seconds"] for h in result.history), "device": str(settings.device),
               "tta": tta.record, "history": result.history}
     store.write_fold(data.name, recipe.name, seed, k, oof_ids=data.train_ids[val_idx], oof=oof,
-                     test_ids=data.test_ids, test=test, history=result.history, weights=buffer.getvalue(),
+                     test_ids=data.test_ids, test=test, history=result.history, weights=state_bytes(model),
                      record=record)
     checkpoint.remove()
     return record
+
+
+def batch_ops(recipe: Recipe, normalizer: Normalizer, settings: DeviceSettings, pipeline) -> BatchAugment | None:
+    """The recipe's augmentation as whole-batch ops on the device, when it can be (kit/train/batch_augment.py)."""
+    if pipeline is None and not recipe.augment.alternating_flip:
+        return None
+    return plan_batch_augment(recipe.augment.transforms, normalizer.to(settings.device),
+                              alternating_flip=recipe.augment.alternating_flip)
+
+
+def training_batches(recipe: Recipe, data: CompetitionData, rows: np.ndarray, normalizer: Normalizer,
+                     settings: DeviceSettings, run_seed: int, pipeline=None, on_batches: BatchAugment | None = None):
+    """A run's shuffled, augmented training batches of `rows` and its mixup / CutMix mixer (or None): a fold's
+    training rows, or every row for a refit."""
+    cfg, augment = recipe.train, recipe.augment
+    if pipeline is None or on_batches is not None:
+        # resident on the device when the rows fit (kit/train/resident.py), else gathered batch by batch
+        batches = batches_for(data.train_images, data.train_labels, rows, cfg.batch_size, normalizer,
+                              settings.device, shuffle=True, seed=run_seed, drop_last=True,
+                              augment=None if on_batches is None else BatchAugment(on_batches.ops, run_seed))
+    else:
+        batches = AugmentedBatches(data.train_images, data.train_labels, rows, cfg.batch_size, normalizer,
+                                   pipeline, seed=run_seed, drop_last=True, workers=augment.workers)
+    mixer = (BatchMixer(data.num_classes, augment.mixup, augment.cutmix, seed=run_seed)
+             if augment.mixup or augment.cutmix else None)
+    return batches, mixer
+
+
+def state_bytes(model) -> bytes:
+    """The serialised state dict, on the CPU, as the store keeps weights (the store never imports torch)."""
+    buffer = io.BytesIO()
+    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, buffer)
+    return buffer.getvalue()
 
 
 def _train_fold_on_features(recipe: Recipe, data: CompetitionData, features, k: int, seed: int, run_seed: int,
@@ -464,11 +468,7 @@ def _train_fold_on_features(recipe: Recipe, data: CompetitionData, features, k: 
             check_finite(out[split], f"best epoch {out['best_epoch'] + 1}: its {split} predictions are", recipe.train)
     except NotFinite as exc:
         raise exc.at(f"{recipe.source}: seed {seed}, fold {k}") from None
-    weights = out["weights"]
-    if model is not None:
-        buffer = io.BytesIO()
-        torch.save({k_: v.cpu() for k_, v in model.state_dict().items()}, buffer)
-        weights = buffer.getvalue()
+    weights = out["weights"] if model is None else state_bytes(model)
     history = out["history"]
     best = history[out["best_epoch"]]
     record = {"seed": seed, "fold": k, "best_epoch": out["best_epoch"] + 1, "val_loss": best["val_loss"],
