@@ -251,6 +251,45 @@ class TTAConfig(Strict):
     shift: float = Field(0.0625, gt=0, lt=0.5)
 
 
+class PseudoLabelConfig(Strict):
+    """Test images the teacher is sure of join each fold's training rows (kit/teacher.py)."""
+
+    # the teacher's top probability must be at least this for a test image to be pseudo-labelled
+    threshold: float = Field(0.95, gt=0, le=1)
+    # hard: the teacher's top class, as a label; soft: the teacher's probabilities as the target
+    labels: Literal["hard", "soft"] = "hard"
+    # a pseudo-labelled row's loss counts this much against a true label's 1
+    weight: float = Field(1.0, gt=0)
+
+
+class DistillConfig(Strict):
+    """The loss mixes the true label with the teacher's probabilities (Hinton et al.'s knowledge distillation)."""
+
+    # the teacher's share of the loss: (1 - weight) * cross entropy + weight * T^2 * KL(teacher_T || student_T)
+    weight: float = Field(0.5, gt=0, le=1)
+    # softens both distributions before they are compared (1: as they are)
+    temperature: float = Field(1.0, gt=0)
+
+
+class TeacherConfig(Strict):
+    """Learn from a blend of stored models (kit/teacher.py, docs/teacher.md), by the fold rule: the
+    student's fold k learns only from the teacher members' fold-k models, which never saw fold k's
+    held-out labels (a learning blender is fitted without fold k's rows)."""
+
+    # the teacher's members: model names or globs of the store, as kit blend -m takes them
+    members: list[str] = Field(min_length=1)
+    # how the members are combined: any kit blend method (kit blend --method)
+    method: str = "soft"
+    pseudo_labels: PseudoLabelConfig | None = None
+    distill: DistillConfig | None = None
+
+    @model_validator(mode="after")
+    def _does_something(self):
+        if self.pseudo_labels is None and self.distill is None:
+            raise ValueError("a teacher teaches with pseudo_labels, distill, or both; give at least one")
+        return self
+
+
 class Recipe(Strict):
     name: str = Field(default="", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     # a built-in name, a competition YAML file, or an inline mapping (a dict until load_recipe resolves it
@@ -265,6 +304,8 @@ class Recipe(Strict):
     predict: PredictConfig = Field(default_factory=PredictConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     tta: TTAConfig = Field(default_factory=TTAConfig)
+    # learn from stored models' predictions: pseudo-labels and distillation (None: from the labels alone)
+    teacher: TeacherConfig | None = None
     # where the recipe came from, for error messages that surface later (training, blending)
     _source: str = PrivateAttr(default="recipe")
 
@@ -332,6 +373,7 @@ _LATER_DEFAULTS = {
     ("train", "scheduler", "start_lr_ratio"): 0.2, ("train", "scheduler", "peak_at"): 0.23,
     ("train", "lookahead"): None, ("train", "init_images"): None, ("augment", "alternating_flip"): False,
     ("train", "memory_format"): "auto", ("train", "finetune", "head"): {"name": "linear", "params": {}},
+    ("teacher",): None,
 }
 
 
@@ -381,6 +423,7 @@ def recipe_from_dict(data: Any, source: str = "recipe", default_name: str = "") 
     try:
         check_model(recipe.model.arch, recipe.model.params, recipe.model.pretrained, recipe.image_size)
         _check_embeddings(recipe)
+        _check_teacher(recipe)
     except RecipeError as exc:
         raise exc.at(source) from None
     return recipe
@@ -400,3 +443,30 @@ def _check_embeddings(recipe: Recipe) -> None:
         raise RecipeError("augment: the embeddings mode trains its head on features computed once from the "
                           "unaugmented images; remove augment (tta views are cached as features of their own), "
                           "or fine-tune with another finetune.mode")
+
+
+def _check_teacher(recipe: Recipe) -> None:
+    """What a recipe alone can tell of its teacher; the members themselves are checked in the store (kit/teacher.py)."""
+    teacher = recipe.teacher
+    if teacher is None:
+        return
+    from .blend.registry import blender_class
+    from .errors import BlendError
+
+    try:
+        blender_class(teacher.method)
+    except BlendError as exc:
+        raise RecipeError(f"teacher.method: {str(exc).removeprefix('--method: ')}") from None
+    if trains_on_features(recipe):
+        raise RecipeError(f"teacher: a head on cached features (finetune.mode: {recipe.train.finetune.mode}) trains "
+                          f"on the training images' features alone; pseudo-labels and distillation need the "
+                          f"training loop on images (another finetune.mode)")
+
+
+def trains_on_features(recipe: Recipe) -> bool:
+    """Whether only a head trains, on features the backbone computes once: the embeddings mode, and a timm
+    model's linear probe without augmentation (an augmented image's features differ every epoch)."""
+    from .models import is_timm
+
+    mode = recipe.train.finetune.mode
+    return mode == "embeddings" or (mode == "linear_probe" and is_timm(recipe.model.arch) and not recipe.augment.active)

@@ -98,6 +98,13 @@ class DerivedFrom(Record):
     weights_in: str = "source"  # where the weights are: the source's fold folders (not copied)
 
 
+class TeacherRecord(Record):
+    """A student's teacher (kit/teacher.py): what it learnt from, so that a changed teacher is noticed."""
+
+    members: dict[str, str]  # member -> sha256 over its model.json and fold.json files (member_fingerprint)
+    method: str  # the blender that combined them
+
+
 class Manifest(Record):
     """model.json: what a model was trained on and how, so that blending can check its members line up.
 
@@ -125,6 +132,7 @@ class Manifest(Record):
     # the headline metrics, once every fold is done; a NaN is a failed run, never a score
     cv: dict[str, Annotated[float, Field(allow_inf_nan=False)]] | None = None
     derived_from: DerivedFrom | None = None  # None: the model was trained (kit train), not re-predicted
+    teacher: TeacherRecord | None = None  # a student's teacher (a recipe's teacher:); None: none
 
     @property
     def complete(self) -> bool:

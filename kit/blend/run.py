@@ -23,6 +23,7 @@ from ..progress import SILENT, Reporter
 from ..report import classification_metrics, confusion_matrix, member_correlation, report_dir, write_report
 from ..store import Store
 from ..submit import read_outside_submission, submission_format, write_submission
+from ..teacher import teacher_warnings
 from ..tta import describe
 from .base import Blender
 from .members import check_compatible, filter_by_score, load_members, select_members
@@ -132,7 +133,7 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
     names, unfinished = select_members(store, competition, models, only_folds)
     members, test_sources = load_members(store, competition, names, split_seeds, only_folds, full)
     check_compatible(members)
-    warnings = tta_warnings(members)
+    warnings = tta_warnings(members) + teacher_warnings(store, competition, members)
     if full and not any(how.startswith("full") for how in test_sources.values()):
         warnings.append("--full: no member has a full refit (kit train RECIPE --full); the test predictions are "
                         "the fold models' averages")

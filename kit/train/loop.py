@@ -29,6 +29,7 @@ from .finetune import Finetune
 from .lookahead import Lookahead
 from .mixing import BatchMixer
 from .optim import LRSchedule, build_optimizer, optimizer_groups
+from .targets import TeacherLoss, packed_labels
 
 
 @dataclass
@@ -44,7 +45,8 @@ class FitResult:
 
 def fit(model: nn.Module, train_batches: ArrayBatches, val_batches: ArrayBatches | None, cfg: TrainConfig,
         settings: DeviceSettings, reporter: Reporter = SILENT, progress_key: str = "epochs",
-        checkpoint: EpochCheckpoint | None = None, mixer: BatchMixer | None = None) -> FitResult:
+        checkpoint: EpochCheckpoint | None = None, mixer: BatchMixer | None = None,
+        teacher_loss: TeacherLoss | None = None) -> FitResult:
     """Train `model` in place for cfg.epochs; on return it holds the weights of its best epoch (lowest val loss).
 
     Without `val_batches` (a refit on every training image: nothing is held out) no epoch is
@@ -56,6 +58,8 @@ def fit(model: nn.Module, train_batches: ArrayBatches, val_batches: ArrayBatches
     `checkpoint`, the whole state is saved after every epoch, and a saved state is resumed from.
     With a `mixer`, training batches are mixed (mixup / CutMix) and trained on soft targets.
     With cfg.lookahead the weights are averaged into themselves on its schedule (kit/train/lookahead.py).
+    With a `teacher_loss`, the training batches' labels are packed per-row targets (pseudo-labels, a
+    teacher's probabilities, loss weights: kit/train/targets.py), and it is their loss.
 
     Layers may take part through two hooks: `init_from_data(images)` is called once before the first
     step with cfg.init_images normalised training images (airbench's whitening stem computes its
@@ -101,7 +105,7 @@ def fit(model: nn.Module, train_batches: ArrayBatches, val_batches: ArrayBatches
                 module.epoch_start(epoch)
         train_loss, train_acc = _train_epoch(step_model, train_batches, optimizer, schedule, scaler, ema, mixer, cfg,
                                              settings, lambda: reporter.advance(progress_key, 1 / len(train_batches)),
-                                             lookahead, epoch)
+                                             lookahead, epoch, teacher_loss)
         check_finite(np.array([train_loss]), f"epoch {epoch + 1}: the training loss is", cfg)
         val_loss = val_acc = None
         if val_batches is not None:
@@ -177,10 +181,11 @@ def compiled(model: nn.Module, cfg: TrainConfig, settings: DeviceSettings) -> nn
 
 
 def _train_epoch(model, batches, optimizer, schedule, scaler, ema, mixer, cfg, settings,
-                 on_step, lookahead=None, epoch=0) -> tuple[float, float]:
+                 on_step, lookahead=None, epoch=0, teacher_loss=None) -> tuple[float, float]:
     """One pass over `batches`; the caller has put the model in training mode (finetune.start_epoch).
 
-    Training accuracy counts a mixed image as its own (first) label."""
+    Training accuracy counts a mixed image as its own (first) label, and a pseudo-labelled one as its
+    target's top class."""
     module = getattr(model, "_orig_mod", model)  # under torch.compile: the model itself, for clipping and EMA
     loss_sum = torch.zeros((), device=settings.device)
     correct = torch.zeros((), device=settings.device, dtype=torch.long)
@@ -190,9 +195,11 @@ def _train_epoch(model, batches, optimizer, schedule, scaler, ema, mixer, cfg, s
         x, target = mixer(x, y) if mixer is not None else (x, y)
         with settings.autocast():
             logits = model(x)
-            # soft targets (a mixed batch): the loss in fp32, as log_softmax is under autocast
-            loss = F.cross_entropy(logits if target is y else logits.float(), target,
-                                   label_smoothing=cfg.label_smoothing)
+            if teacher_loss is not None:  # packed per-row targets (kit/train/targets.py), in fp32
+                loss = teacher_loss(logits, target)
+            else:  # soft targets (a mixed batch): the loss in fp32, as log_softmax is under autocast
+                loss = F.cross_entropy(logits if target is y else logits.float(), target,
+                                       label_smoothing=cfg.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if cfg.grad_clip:
@@ -206,7 +213,8 @@ def _train_epoch(model, batches, optimizer, schedule, scaler, ema, mixer, cfg, s
         if lookahead is not None:
             lookahead.update(module, epoch)
         loss_sum += loss.detach() * len(y)
-        correct += (logits.detach().argmax(1) == y).sum()
+        labels = y if teacher_loss is None else packed_labels(y, teacher_loss.num_classes)
+        correct += (logits.detach().argmax(1) == labels).sum()
         seen += len(y)
         on_step()
     if lookahead is not None:

@@ -26,7 +26,8 @@ class BatchMixer:
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(inputs, targets): targets are the labels themselves (int) when the batch is left alone,
-        else (B, K) probabilities."""
+        else (B, K) probabilities. Packed per-row targets (float rows, kit/train/targets.py) are mixed
+        as rows, and stay packed."""
         u = self.rng.random()
         mix_p = self.mixup.p if self.mixup else 0.0
         cut_p = self.cutmix.p if self.cutmix else 0.0
@@ -41,8 +42,8 @@ class BatchMixer:
             lam = 1 - (bottom - top) * (right - left) / (x.shape[-2] * x.shape[-1])  # the box as it fell, clipped
         else:
             return x, y
-        one_hot = F.one_hot(y, self.num_classes).float()
-        return x, one_hot * lam + one_hot.flip(0) * (1 - lam)
+        rows = y if y.is_floating_point() else F.one_hot(y, self.num_classes).float()
+        return x, rows * lam + rows.flip(0) * (1 - lam)
 
     def _box(self, h: int, w: int, lam: float) -> tuple[int, int, int, int]:
         """A box of about (1 - lam) of the image, centred anywhere, clipped to the image (timm's rand_bbox)."""

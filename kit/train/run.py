@@ -28,10 +28,11 @@ from ..lock import exclusive
 from ..metrics import HEADLINE
 from ..models import build_model, is_timm, resolve_input
 from ..progress import SILENT, Reporter
-from ..recipe import Recipe
+from ..recipe import Recipe, trains_on_features
 from ..report import classification_metrics
 from ..paths import check_store, competition_inputs
 from ..store import CHECKPOINT, MANIFEST, Manifest, PredictInfo, Store, read_json
+from ..teacher import Teacher, Teaching, teacher_change
 from ..tta import TTA, describe
 from .augmented_batches import AugmentedBatches
 from .batch_augment import BatchAugment
@@ -43,6 +44,7 @@ from .embeddings import train_head
 from .loop import NotFinite, check_data_init, check_finite, fit, predict_proba
 from .mixing import BatchMixer
 from .resident import batches_for
+from .targets import TeacherLoss
 
 
 @dataclass
@@ -101,20 +103,41 @@ def train_recipe(recipe: Recipe, store: Store, reporter: Reporter = SILENT, forc
         if outside or not folds:
             raise RecipeError(f"--folds: {outside[0] if outside else 'nothing'} is not a fold of {recipe.source} "
                               f"(its cv.folds: 0 to {cv_folds.n_folds - 1})")
+    teacher = open_teacher(recipe, data, cv_folds, store)
     lock = store.lock_path(data.name, recipe.name)
     with exclusive(lock, f"model '{recipe.name}'", wait=wait):
         if full:
             return refit_full(recipe, data, inputs, normalizer, pipeline, cv_folds, store, reporter, force, settings,
-                              started)
+                              started, teacher)
         return _train_recipe(recipe, data, inputs, normalizer, pipeline, cv_folds, store, reporter, force, settings,
-                             started, folds)
+                             started, folds, teacher)
+
+
+def open_teacher(recipe: Recipe, data: CompetitionData, folds: Folds, store: Store) -> Teacher | None:
+    """The recipe's teacher (kit/teacher.py), its members found finished in the store and checked to have
+    predicted the student's folds, classes and test images; None without one."""
+    if recipe.teacher is None:
+        return None
+    teacher = Teacher.open(recipe.teacher, store, data.name, recipe.name, folds, recipe.source)
+    first = next(iter(teacher.manifests.values()))
+    if first.data_fingerprint != data.fingerprint:
+        raise RecipeError(f"{recipe.source}: teacher.members: '{first.name}' was trained on other data than the "
+                          f"student's competition holds now (fingerprint {first.data_fingerprint} -> "
+                          f"{data.fingerprint}); retrain the teacher")
+    if teacher.classes != list(data.classes):
+        raise RecipeError(f"{recipe.source}: teacher.members: '{first.name}' has classes {teacher.classes}, the "
+                          f"student's competition {list(data.classes)}")
+    if first.test_ids_hash != fileio.array_hash(data.test_ids):
+        raise RecipeError(f"{recipe.source}: teacher.members: '{first.name}' predicted other test images than the "
+                          f"student's competition holds")
+    return teacher
 
 
 def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, normalizer: Normalizer, pipeline, folds: Folds,
                   store: Store, reporter: Reporter, force: bool, settings: DeviceSettings, started: float,
-                  only_folds: list[int] | None = None) -> TrainSummary:
+                  only_folds: list[int] | None = None, teacher: Teacher | None = None) -> TrainSummary:
     model_dir = store.model_dir(data.name, recipe.name)
-    manifest = _manifest(recipe, data, folds, store, normalizer)
+    manifest = _manifest(recipe, data, folds, store, normalizer, teacher)
     was_complete = _check_existing(store, manifest, force, legacy_recipe_hash=recipe.legacy_hash)
     runs = [(s, k) for s in recipe.train.seeds for k in range(folds.n_folds)]
     # is_fold_done checks each done fold's files against its fold.json: a damaged one refuses the run
@@ -160,7 +183,7 @@ def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, normalizer: Nor
         for seed, k in todo:
             reporter.advance("train", 0, description=f"{recipe.name} seed {seed} fold {k} of {folds.n_folds}")
             record = train_fold(recipe, data, folds, k, seed, normalizer, settings, store, test_batches, reporter,
-                                pipeline, on_batches, features)
+                                pipeline, on_batches, features, teacher)
             _report_fold(reporter, recipe.name, seed, k, folds.n_folds, record)
     finally:
         reporter.finish("train")
@@ -206,14 +229,15 @@ def full_epochs(best_epochs: list[int]) -> int:
 
 
 def refit_full(recipe: Recipe, data: CompetitionData, inputs, normalizer: Normalizer, pipeline, folds: Folds,
-               store: Store, reporter: Reporter, force: bool, settings: DeviceSettings, started: float) -> TrainSummary:
+               store: Store, reporter: Reporter, force: bool, settings: DeviceSettings, started: float,
+               teacher: Teacher | None = None) -> TrainSummary:
     """Train the recipe once per seed on every training image and store its test predictions in
     seed<s>/full/ beside the folds (no OOF: nothing was held out, so the model's score stays the folds' CV).
 
     The epochs come from the folds already in the store (full_epochs); each seed's refit is checkpointed
     after every epoch and resumes, and is skipped once done unless `force`."""
     model_dir = store.model_dir(data.name, recipe.name)
-    manifest = _manifest(recipe, data, folds, store, normalizer)
+    manifest = _manifest(recipe, data, folds, store, normalizer, teacher)
     if not store.has_manifest(data.name, recipe.name):
         raise StoreError(f"{model_dir}: model '{recipe.name}' has no finished folds to take the refit's epochs from; "
                          f"train them first: kit train {recipe.source}")
@@ -248,7 +272,7 @@ def refit_full(recipe: Recipe, data: CompetitionData, inputs, normalizer: Normal
             for seed in todo:
                 reporter.advance("train", 0, description=f"{recipe.name} seed {seed} on all images")
                 records.append(_refit_seed(recipe, cfg, data, folds, seed, normalizer, settings, store, test_batches,
-                                           reporter, pipeline, on_batches, rule, force, features))
+                                           reporter, pipeline, on_batches, rule, force, features, teacher))
         finally:
             reporter.finish("train")
     return TrainSummary(model=recipe.name, competition=data.name, model_dir=model_dir, folds_trained=0,
@@ -259,7 +283,7 @@ def refit_full(recipe: Recipe, data: CompetitionData, inputs, normalizer: Normal
 def _refit_seed(recipe: Recipe, cfg, data: CompetitionData, folds: Folds, seed: int, normalizer: Normalizer,
                 settings: DeviceSettings, store: Store, test_batches, reporter: Reporter, pipeline,
                 on_batches: BatchAugment | None, rule: str, force: bool,
-                features: features_cache.CachedFeatures | None = None) -> dict:
+                features: features_cache.CachedFeatures | None = None, teacher: Teacher | None = None) -> dict:
     """One seed's refit on every training image, as train_fold trains a fold but with nothing held out."""
     run_seed = seed * 1000 + folds.n_folds  # folds are seed * 1000 + k, k < n_folds: this state is none of theirs
     torch.manual_seed(run_seed)
@@ -272,10 +296,14 @@ def _refit_seed(recipe: Recipe, cfg, data: CompetitionData, folds: Folds, seed: 
         return _refit_seed_on_features(recipe, cfg, data, features, folds, seed, run_seed, rows, normalizer,
                                        settings, store, reporter, checkpoint, rule)
     model = build_model(recipe.model, data.num_classes, data.channels, normalizer.size)
-    train_batches, mixer = training_batches(recipe, data, rows, normalizer, settings, run_seed, pipeline, on_batches)
+    # a refit's teacher is every fold's models (no fold of the refit is scored: kit/teacher.py)
+    teaching = teacher.teach(None, rows, data.train_images, data.test_images, settings.device.type, reporter) \
+        if teacher is not None else None
+    train_batches, mixer = training_batches(recipe, data, rows, normalizer, settings, run_seed, pipeline, on_batches,
+                                            teaching)
     try:
         result = fit(model, train_batches, None, cfg, settings, reporter, progress_key="train",
-                     checkpoint=checkpoint, mixer=mixer)
+                     checkpoint=checkpoint, mixer=mixer, teacher_loss=teacher_loss(recipe, data.num_classes))
         tta = TTA.from_config(recipe.tta)
         test = predict_proba(model, test_batches, settings, tta)
         check_finite(test, f"epoch {cfg.epochs}: its test predictions are", cfg)
@@ -327,13 +355,6 @@ def _store_refit(recipe: Recipe, cfg, data: CompetitionData, folds: Folds, seed:
     return record
 
 
-def trains_on_features(recipe: Recipe) -> bool:
-    """Whether only a head trains, on features the backbone computes once: the embeddings mode, and a timm
-    model's linear probe without augmentation (an augmented image's features differ every epoch)."""
-    mode = recipe.train.finetune.mode
-    return mode == "embeddings" or (mode == "linear_probe" and is_timm(recipe.model.arch) and not recipe.augment.active)
-
-
 def cached_features(recipe: Recipe, data: CompetitionData, normalizer: Normalizer, settings: DeviceSettings,
                     store: Store, reporter: Reporter) -> features_cache.CachedFeatures:
     """The backbone's features of every training and test image under the recipe's TTA views, from the
@@ -368,13 +389,14 @@ def cached_features(recipe: Recipe, data: CompetitionData, normalizer: Normalize
 def train_fold(recipe: Recipe, data: CompetitionData, folds: Folds, k: int, seed: int, normalizer: Normalizer,
                settings: DeviceSettings, store: Store, test_batches, reporter: Reporter = SILENT, pipeline=None,
                on_batches: BatchAugment | None = None,
-               features: features_cache.CachedFeatures | None = None) -> dict:
+               features: features_cache.CachedFeatures | None = None, teacher: Teacher | None = None) -> dict:
     """Train one fold, write its predictions, history and weights; fold.json last, as the 'done' mark.
 
     `pipeline`: the recipe's albumentations pipeline (kit/augment.py), or None for plain batches;
     `on_batches`: the same transforms as whole-batch ops, when they can be (it is used instead);
     `test_batches`: the test set's batches, shared by every (seed, fold);
-    `features`: the backbone's cached features, when only a head trains (trains_on_features)."""
+    `features`: the backbone's cached features, when only a head trains (trains_on_features);
+    `teacher`: the recipe's teacher, whose fold-k models alone teach fold k (kit/teacher.py)."""
     run_seed = seed * 1000 + k  # every (seed, fold) starts from its own, reproducible state
     torch.manual_seed(run_seed)
     train_idx, val_idx = folds.split(k)
@@ -383,8 +405,14 @@ def train_fold(recipe: Recipe, data: CompetitionData, folds: Folds, k: int, seed
                                        settings, store, reporter)
     model = build_model(recipe.model, data.num_classes, data.channels, normalizer.size)
     cfg, device = recipe.train, settings.device
+    teaching = teacher.teach(k, train_idx, data.train_images, data.test_images, device.type, reporter) \
+        if teacher is not None else None
+    if teaching is not None and "pseudo_labels" in teaching.record:
+        taught = teaching.record["pseudo_labels"]
+        reporter.message(f"{recipe.name} seed {seed} fold {k}: {taught['rows']:,} of {taught['of']:,} test images "
+                         f"pseudo-labelled by the fold's teacher (threshold {taught['threshold']:g})")
     train_batches, mixer = training_batches(recipe, data, train_idx, normalizer, settings, run_seed, pipeline,
-                                            on_batches)
+                                            on_batches, teaching)
     val_batches = batches_for(data.train_images, data.train_labels, val_idx, recipe.predict.batch_size, normalizer,
                               device)
     fold_dir = store.fold_dir(data.name, recipe.name, seed, k)
@@ -392,7 +420,7 @@ def train_fold(recipe: Recipe, data: CompetitionData, folds: Folds, k: int, seed
     where = f"{recipe.source}: seed {seed}, fold {k}"
     try:
         result = fit(model, train_batches, val_batches, cfg, settings, reporter, progress_key="train",
-                     checkpoint=checkpoint, mixer=mixer)
+                     checkpoint=checkpoint, mixer=mixer, teacher_loss=teacher_loss(recipe, data.num_classes))
         # the held-out fold and the test set through the same views, averaged the same way
         tta = TTA.from_config(recipe.tta)
         oof = predict_proba(model, val_batches, settings, tta)
@@ -408,6 +436,8 @@ def train_fold(recipe: Recipe, data: CompetitionData, folds: Folds, k: int, seed
               # summed over epochs, so a resumed fold still reports its whole training time
               "seconds": sum(h["seconds"] for h in result.history), "device": str(settings.device),
               "tta": tta.record, "history": result.history}
+    if teaching is not None:
+        record["teacher"] = teaching.record
     store.write_fold(data.name, recipe.name, seed, k, oof_ids=data.train_ids[val_idx], oof=oof,
                      test_ids=data.test_ids, test=test, history=result.history, weights=state_bytes(model),
                      record=record)
@@ -424,21 +454,35 @@ def batch_ops(recipe: Recipe, normalizer: Normalizer, settings: DeviceSettings, 
 
 
 def training_batches(recipe: Recipe, data: CompetitionData, rows: np.ndarray, normalizer: Normalizer,
-                     settings: DeviceSettings, run_seed: int, pipeline=None, on_batches: BatchAugment | None = None):
+                     settings: DeviceSettings, run_seed: int, pipeline=None, on_batches: BatchAugment | None = None,
+                     teaching: Teaching | None = None):
     """A run's shuffled, augmented training batches of `rows` and its mixup / CutMix mixer (or None): a fold's
-    training rows, or every row for a refit."""
+    training rows, or every row for a refit; with `teaching`, its images, rows and packed targets instead
+    (the training rows and the pseudo-labelled test images, kit/teacher.py)."""
     cfg, augment = recipe.train, recipe.augment
+    images, labels = data.train_images, data.train_labels
+    if teaching is not None:
+        images, labels, rows = teaching.images, teaching.labels, teaching.rows
     if pipeline is None or on_batches is not None:
         # resident on the device when the rows fit (kit/train/resident.py), else gathered batch by batch
-        batches = batches_for(data.train_images, data.train_labels, rows, cfg.batch_size, normalizer,
+        batches = batches_for(images, labels, rows, cfg.batch_size, normalizer,
                               settings.device, shuffle=True, seed=run_seed, drop_last=True,
                               augment=None if on_batches is None else BatchAugment(on_batches.ops, run_seed))
     else:
-        batches = AugmentedBatches(data.train_images, data.train_labels, rows, cfg.batch_size, normalizer,
+        batches = AugmentedBatches(images, labels, rows, cfg.batch_size, normalizer,
                                    pipeline, seed=run_seed, drop_last=True, workers=augment.workers)
     mixer = (BatchMixer(data.num_classes, augment.mixup, augment.cutmix, seed=run_seed)
              if augment.mixup or augment.cutmix else None)
     return batches, mixer
+
+
+def teacher_loss(recipe: Recipe, num_classes: int) -> TeacherLoss | None:
+    """The loss of a student's packed targets (kit/train/targets.py); None without a teacher."""
+    if recipe.teacher is None:
+        return None
+    distill = recipe.teacher.distill
+    return TeacherLoss(num_classes, distill.weight if distill else 0.0, distill.temperature if distill else 1.0,
+                       recipe.train.label_smoothing)
 
 
 def state_bytes(model) -> bytes:
@@ -483,7 +527,8 @@ def _train_fold_on_features(recipe: Recipe, data: CompetitionData, features, k: 
     return record
 
 
-def _manifest(recipe: Recipe, data: CompetitionData, folds: Folds, store: Store, normalizer: Normalizer) -> Manifest:
+def _manifest(recipe: Recipe, data: CompetitionData, folds: Folds, store: Store, normalizer: Normalizer,
+              teacher: Teacher | None = None) -> Manifest:
     return Manifest(
         name=recipe.name, competition=data.name, arch=recipe.model.arch, status="training", recipe_hash=recipe.hash,
         data_fingerprint=data.fingerprint, folds_file=str(folds.path.relative_to(store.competition_dir(data.name))),
@@ -495,7 +540,7 @@ def _manifest(recipe: Recipe, data: CompetitionData, folds: Folds, store: Store,
                             precision=recipe.train.precision,
                             head=recipe.train.finetune.head.name if recipe.train.finetune.mode == "embeddings"
                             else None),
-        kit_version=__version__, created=_now())
+        teacher=teacher.record if teacher is not None else None, kit_version=__version__, created=_now())
 
 
 def _check_existing(store: Store, manifest: Manifest, force: bool, legacy_recipe_hash: str | None = None) -> bool:
@@ -513,6 +558,10 @@ def _check_existing(store: Store, manifest: Manifest, force: bool, legacy_recipe
             raise StoreError(f"{store.model_dir(manifest.competition, manifest.name) / MANIFEST}: {what} changed "
                              f"since model '{manifest.name}' was trained ({getattr(old, key)} -> "
                              f"{getattr(manifest, key)}); rename the model or retrain it with --force")
+    if old.teacher != manifest.teacher:
+        raise StoreError(f"{store.model_dir(manifest.competition, manifest.name) / MANIFEST}: the teacher changed "
+                         f"since student '{manifest.name}' was trained ({teacher_change(old.teacher, manifest.teacher)});"
+                         f" its finished folds learnt from the old one: retrain it with --force")
     manifest.created = old.created or manifest.created
     return old.complete
 
