@@ -154,6 +154,28 @@ def test_a_ruinous_learning_rate_is_pruned_and_left_out_of_blends(workdir):
     assert "dropped p-t1: is not finished" in said(result)
 
 
+def test_values_drawn_again_are_told_the_finished_trials_score_and_another_recipes_study_is_refused(workdir):
+    tune = {"model.params.widths": {"choice": [[8, 16], [16, 32]]}, "pruner": {"name": "none"}}
+    path = write_recipe(workdir / "recipes", "d", tune=tune)
+    store = Store(workdir / "store")
+    summary = tune_recipe(path, store, 2, enqueue=[{"model.params.widths": [8, 16]}])  # trial 0's values again
+    first, again = summary.trials
+    assert again["state"] == "complete" and again["duplicate_of"] == 0 and again["value"] == first["value"]
+    assert store.model_names("digits") == ["d-t0"]  # nothing trained for trial 1
+    assert summary.best["number"] == 0
+
+    # the recipe changed outside tune: (the study's hash is another recipe's), or another metric: refused
+    before = checksums(workdir / "store")
+    for changes, args, fragment in (({"train__batch_size": 32}, (), "study.journal: a study of another recipe"),
+                                    ({}, ("--metric", "log_loss"), "--metric: the study of 'd' (")):
+        changed = write_recipe(workdir / "recipes", "d", tune=tune, **changes)
+        result = invoke("tune", changed, "--trials", 3, *args)
+        assert result.exit_code == 2, result.output
+        assert fragment in said(result)
+        assert len(result.output.strip().splitlines()) == 1, result.output
+        assert checksums(workdir / "store") == before
+
+
 @pytest.mark.parametrize("tune, fragment", [
     ({"train.optimizer.lrr": {"log_uniform": [1e-3, 1e-2]}},
      "r.yaml: tune.train.optimizer.lrr: train.optimizer has no field 'lrr' (did you mean 'lr'?)"),
@@ -175,20 +197,6 @@ def test_bad_space_is_one_line_exit_2_nothing_trained(workdir, tune, fragment):
     assert fragment in said(result)
     assert len(result.output.strip().splitlines()) == 1, result.output
     assert not (workdir / "store").exists()  # nothing written (a study's store unchanged: the test below)
-
-
-def test_a_study_of_another_recipe_or_metric_is_refused(workdir):
-    path = write_recipe(workdir / "recipes", "s", tune={**LR, "pruner": {"name": "none"}})
-    assert invoke("tune", path, "--trials", 1).exit_code == 0
-    before = checksums(workdir / "store")
-    for changes, args, fragment in (({"train__batch_size": 32}, (), "study.journal: a study of another recipe"),
-                                    ({}, ("--metric", "log_loss"), "--metric: the study of 's' (")):
-        changed = write_recipe(workdir / "recipes", "s", tune={**LR, "pruner": {"name": "none"}}, **changes)
-        result = invoke("tune", changed, "--trials", 2, *args)
-        assert result.exit_code == 2, result.output
-        assert fragment in said(result)
-        assert len(result.output.strip().splitlines()) == 1, result.output
-        assert checksums(workdir / "store") == before
 
 
 def test_conditional_fields_are_drawn_only_where_their_choice_holds(workdir):

@@ -141,16 +141,20 @@ def tune_recipe(recipe_path: str | Path, store: Store, trials: int, timeout: flo
     _check_strays(store, competition, name, len(existing.trials) if existing else 0, folder)
     # ---- the checks are done: from here on the store is written to
     folder.mkdir(parents=True, exist_ok=True)
-    seed = space.options.sampler.seed + (len(existing.trials) if existing else 0)
-    study = _open_study(journal, name, metric, space, seed)
+    study = _open_study(journal, name, metric, space)
     with exclusive(store.tune_lock(competition, name), f"study '{name}'", wait=True):
-        if not study.user_attrs:  # a new study: whose it is, and the first trials
+        # the sampler's seed: sampler.seed for the study's first process, one more for each later one (resumed, or
+        # running beside it), so that a single run is reproducible and no two processes draw the same values
+        processes = study.user_attrs.get("processes", 0)
+        study.sampler = _sampler(space, space.options.sampler.seed + processes)
+        study.set_user_attr("processes", processes + 1)
+        if "base_hash" not in study.user_attrs:  # a new study: whose it is, and the first trials
             for key, value in {"base_hash": base.hash, "competition": competition, "metric": metric,
                                "recipe": str(path), "kit_version": __version__, "space": space.record()}.items():
                 study.set_user_attr(key, value)
             first = [_recipe_values(space, raw)] if space.options.start_with_recipe else []
             for values in [v for v in first if v] + list(enqueue or []):
-                study.enqueue_trial({p: _label(space, p, v) for p, v in values.items()}, skip_if_exists=True)
+                study.enqueue_trial({p: _label(space, p, v) for p, v in values.items()})
         elif existing is not None and existing.user_attrs.get("space") != space.record():
             reporter.message(f"{name}: the search space changed since the study began; earlier trials are kept "
                              f"(TPE learns from those whose values the new space holds)")
@@ -160,7 +164,8 @@ def tune_recipe(recipe_path: str | Path, store: Store, trials: int, timeout: flo
     notes: list[str] = []
     shown = None  # the trials as the last table printed them
     reporter.start("tune", f"{name}: trials", total=trials)
-    reporter.advance("tune", min(trials, _counted(study)))
+    counted = min(trials, _counted(study))
+    reporter.advance("tune", counted)
     try:
         while True:
             with contextlib.ExitStack() as claim:
@@ -171,7 +176,8 @@ def tune_recipe(recipe_path: str | Path, store: Store, trials: int, timeout: flo
                 outcome = executor(job, reporter)
                 _tell(study, job, outcome)
             ran += 1
-            reporter.advance("tune", 1)
+            reporter.advance("tune", min(trials, _counted(study)) - counted)
+            counted = min(trials, _counted(study))
             rows = trial_rows(study, space, metric)
             reporter.table(*trials_table(rows, space, metric, name, trials, recent=True))
             shown = rows
@@ -300,13 +306,20 @@ def make_pruner(cfg: PrunerConfig):
     return optuna.pruners.MedianPruner(n_startup_trials=cfg.startup_trials, n_warmup_steps=cfg.min_folds - 1)
 
 
-def _open_study(journal: Path, name: str, metric: str, space: Space, seed: int):
+def _sampler(space: Space, seed: int):
     import optuna
 
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=space.options.sampler.startup_trials,
-                                         constant_liar=True)
+    # constant liar: another process's running trials count as bad ones, so that it and this one draw apart
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=space.options.sampler.startup_trials,
+                                      constant_liar=True)
+
+
+def _open_study(journal: Path, name: str, metric: str, space: Space):
+    import optuna
+
     return optuna.create_study(study_name=name, storage=journal_storage(journal), load_if_exists=True,
-                               direction="maximize" if HEADLINE[metric] else "minimize", sampler=sampler,
+                               direction="maximize" if HEADLINE[metric] else "minimize",
+                               sampler=_sampler(space, space.options.sampler.seed),
                                pruner=make_pruner(space.options.pruner))
 
 
@@ -430,7 +443,11 @@ def _next_job(study, space: Space, raw: dict, store: Store, path: Path, competit
                 trial = optuna.trial.Trial(study, frozen._trial_id)
                 reporter.message(f"{name}: taking up trial {frozen.number}, left running by a stopped kit tune "
                                  f"(its finished folds are kept)")
-                return _job(study, trial, space, raw, store, path, competition, name, metric, device)
+                try:
+                    return _job(study, trial, space, raw, store, path, competition, name, metric, device)
+                except RecipeError as exc:  # its values make a recipe kit refuses now (a range narrowed since)
+                    _fail_before_training(study, trial, exc, name, reporter)
+                    claim.close()
         while _counted(study) < trials:
             trial = study.ask()
             claim.enter_context(exclusive(store.tune_lock(competition, name, trial.number),
@@ -438,9 +455,7 @@ def _next_job(study, space: Space, raw: dict, store: Store, path: Path, competit
             try:
                 job = _job(study, trial, space, raw, store, path, competition, name, metric, device)
             except RecipeError as exc:  # a combination check_space could not try: this trial fails, not the study
-                trial.set_user_attr("reason", str(exc))
-                study.tell(trial, state=TrialState.FAIL)
-                reporter.message(f"{name}: trial {trial.number} failed before training: {exc}")
+                _fail_before_training(study, trial, exc, name, reporter)
                 claim.close()
                 continue
             same = next((t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -459,6 +474,14 @@ def _next_job(study, space: Space, raw: dict, store: Store, path: Path, competit
                              f"nothing trained")
             claim.close()
     return None
+
+
+def _fail_before_training(study, trial, exc: RecipeError, name: str, reporter: Reporter) -> None:
+    from optuna.trial import TrialState
+
+    trial.set_user_attr("reason", str(exc))
+    study.tell(trial.number, state=TrialState.FAIL)
+    reporter.message(f"{name}: trial {trial.number} failed before training: {exc}")
 
 
 def _job(study, trial, space: Space, raw: dict, store: Store, path: Path, competition: str, name: str,

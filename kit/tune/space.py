@@ -68,8 +68,8 @@ class PrunerConfig(Strict):
 class SamplerConfig(Strict):
     """Optuna's TPE sampler."""
 
-    # the first process's draws are reproducible from this; a resumed or second process adds the number of
-    # trials it finds, so that two processes never draw the same values
+    # the study's first process draws from this seed; each later process (resumed, or beside it) from the next one,
+    # so that a run is reproducible and two processes never draw the same values
     seed: Seed = 0
     # trials drawn at random before TPE models the results
     startup_trials: int = Field(10, ge=0)
