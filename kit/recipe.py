@@ -29,6 +29,13 @@ Augmentation while training, and test-time augmentation (docs/augmentation.md):
       cutmix: {p: 0.3, alpha: 1.0}
     tta: flip          # identity + horizontal flip, averaged, for the held-out fold and the test set alike
 
+Learning from a blend of stored models, pseudo-labels and distillation by the fold rule (docs/teacher.md):
+
+    teacher:
+      members: [vgg_small, resnet_small]
+      pseudo_labels: {threshold: 0.95}
+      distill: {weight: 0.5, temperature: 2.0}
+
 Unknown keys are errors (they are almost always typos that would otherwise be ignored silently).
 """
 

@@ -310,7 +310,7 @@ def _refit_seed(recipe: Recipe, cfg, data: CompetitionData, folds: Folds, seed: 
     except NotFinite as exc:
         raise exc.at(f"{recipe.source}: seed {seed}, the refit on all images") from None
     return _store_refit(recipe, cfg, data, folds, seed, rows, test, result.history, state_bytes(model), settings,
-                        store, checkpoint, rule, tta.record)
+                        store, checkpoint, rule, tta.record, None if teaching is None else {"teacher": teaching.record})
 
 
 def _refit_seed_on_features(recipe: Recipe, cfg, data: CompetitionData, features, folds: Folds, seed: int,
@@ -337,8 +337,9 @@ def _refit_seed_on_features(recipe: Recipe, cfg, data: CompetitionData, features
 
 def _store_refit(recipe: Recipe, cfg, data: CompetitionData, folds: Folds, seed: int, rows: np.ndarray,
                  test: np.ndarray, history: list[dict], weights: bytes, settings: DeviceSettings, store: Store,
-                 checkpoint: EpochCheckpoint, rule: str, tta_record) -> dict:
-    """A refit's files in seed<s>/full/, with how its test predictions compare with the folds' average."""
+                 checkpoint: EpochCheckpoint, rule: str, tta_record, extra: dict | None = None) -> dict:
+    """A refit's files in seed<s>/full/, with how its test predictions compare with the folds' average;
+    `extra`: more of the record (what a student's teacher taught it)."""
     manifest = store.manifest(data.name, recipe.name)
     folds_done = [k for k in range(folds.n_folds) if store.is_fold_done(data.name, recipe.name, seed, k)]
     agreement = None
@@ -348,7 +349,7 @@ def _store_refit(recipe: Recipe, cfg, data: CompetitionData, folds: Folds, seed:
                      "mean_abs_prob": float(np.abs(test - fold_test).mean())}
     record = {"seed": seed, "full": True, "epochs": cfg.epochs, "rule": rule, "train_rows": len(rows),
               "seconds": sum(h["seconds"] for h in history), "device": str(settings.device),
-              "tta": tta_record, "agreement_with_folds": agreement, "history": history}
+              "tta": tta_record, "agreement_with_folds": agreement, **(extra or {}), "history": history}
     store.write_full(data.name, recipe.name, seed, test_ids=data.test_ids, test=test, record=record,
                      history=history, weights=weights)
     checkpoint.remove()
