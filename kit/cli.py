@@ -48,6 +48,9 @@ def exits_cleanly(command):
         except KeyboardInterrupt:
             error("interrupted; finished folds are kept in the store, rerun the same command to continue"
                   if command.__name__ == "train" else
+                  "interrupted; finished trials and folds are kept in the store, rerun the same command to continue "
+                  "the study (the interrupted trial is taken up where it stopped)"
+                  if command.__name__ == "tune" else
                   "interrupted; every file already written is whole (kit writes each one atomically); "
                   "rerun the same command")
             raise typer.Exit(130) from None
@@ -136,6 +139,58 @@ def _fold_list(text: str | None) -> list[int] | None:
         return sorted({int(part) for part in text.split(",")})
     except ValueError:
         raise KitError(f"--folds: expected fold numbers separated by commas (0,2), got '{text}'") from None
+
+
+@app.command()
+@exits_cleanly
+def tune(
+    recipe: Annotated[Path, typer.Argument(help="A recipe YAML file with a tune: section (the search space).")],
+    trials: Annotated[int, typer.Option(
+        help="Trials the study should hold (finished, pruned or failed): a rerun after a kill, or a second process, "
+             "runs only what is missing; raise it to search further.")] = 20,
+    timeout: Annotated[Optional[str], typer.Option(
+        help="Start no trial after this long (2h, 30m, 90s, 1h30m); a trial already running finishes.",
+        show_default=False)] = None,
+    metric: Annotated[Optional[str], typer.Option(
+        help="accuracy, log_loss or macro_f1: each trial's k-fold CV score the search optimises (default: the "
+             "tune: section's metric, the study's, else accuracy).", show_default=False)] = None,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, or cuda:N.")] = "auto",
+    store: StoreOption = Path("store"),
+):
+    """Search the recipe's tune: space with Optuna (TPE sampler, median pruner): each trial is the recipe with
+    the drawn values, trained k-fold on the competition's stored folds as a model of the store named
+    RECIPE-t<n>, and scored by its CV; a trial whose completed folds score worse than the median is pruned.
+
+    The study lives in store/<competition>/tune/<recipe>/ (study.journal, trials.csv, best.yaml, summary.md,
+    history.png, importances.png). The space's extremes are loaded as recipes before anything trains.
+
+    Example: [bold]kit tune recipes/digits/vgg_small.yaml --trials 20 --timeout 2h[/bold]   then   [bold]kit blend -m 'vgg_small-t*' --method caruana[/bold]   and   [bold]kit train store/digits/tune/vgg_small/best.yaml --full[/bold]
+    """
+    from .console import RichReporter
+    from .store import Store
+    from .tune import parse_duration, tune_recipe
+    from .tune.run import trials_table
+
+    seconds = None if timeout is None else parse_duration(timeout)
+    s = tune_recipe(recipe, Store(store), trials, timeout=seconds, metric=metric, device=device,
+                    reporter=RichReporter())
+    if not s.table_shown:  # else the table printed after the last trial is this one
+        console.print(make_table(*trials_table(s.trials, s.space, s.metric, s.recipe, s.target)))
+    if s.importances:
+        console.print(make_table(f"{s.recipe}: field importances (Optuna's evaluator, complete trials)",
+                                 ["field", "importance"], [[k, v] for k, v in s.importances.items()]))
+    for note in s.notes:
+        console.print(f"[yellow]{note}[/yellow]", soft_wrap=True)
+    if s.best is None:
+        console.print(f"[yellow]{s.recipe}[/yellow]: no trial is complete yet; {s.ran} run now, {s.seconds:.1f} s")
+    else:
+        b = s.best
+        values = ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in b["params"].items())
+        console.print(f"[bold green]best:[/bold green] trial {b['number']} ({b['model']}): {s.metric} CV "
+                      f"{b['value']:.4f}; {values}", soft_wrap=True)
+        console.print(f"recipe: {s.best_recipe}; summary: {s.summary}; {s.ran} trial"
+                      f"{'s' if s.ran != 1 else ''} run now, {s.seconds:.1f} s", soft_wrap=True)
+        console.print(f"blend the trials: kit blend -m '{s.recipe}-t*' --method caruana", soft_wrap=True)
 
 
 @app.command()

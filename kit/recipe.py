@@ -313,6 +313,9 @@ class Recipe(Strict):
     tta: TTAConfig = Field(default_factory=TTAConfig)
     # learn from stored models' predictions: pseudo-labels and distillation (None: from the labels alone)
     teacher: TeacherConfig | None = None
+    # the search space of `kit tune` (kit/tune/space.py checks it, docs/tuning.md): kit train trains the recipe
+    # as written and ignores it, and it is no part of the hash or of the stored recipe.yaml
+    tune: dict[str, Any] | None = None
     # where the recipe came from, for error messages that surface later (training, blending)
     _source: str = PrivateAttr(default="recipe")
 
@@ -336,7 +339,7 @@ class Recipe(Strict):
 
     def resolved(self) -> dict:
         """The recipe with every default filled in, as stored beside the model."""
-        return self.model_dump(mode="json")
+        return self.model_dump(mode="json", exclude={"tune"})
 
     @property
     def hash(self) -> str:
@@ -356,7 +359,7 @@ class Recipe(Strict):
         return stable_hash(self._hashed())
 
     def _hashed(self) -> dict:
-        recipe = self.model_dump(mode="json", exclude={"name", "predict"})
+        recipe = self.model_dump(mode="json", exclude={"name", "predict", "tune"})
         # augment and tta came after models were first stored: at their defaults they are left out, so
         # those models keep their hash; augment.workers changes how fast, never what is computed
         if self.augment.active:

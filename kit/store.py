@@ -18,6 +18,10 @@
           fold.json                       written last: the fold is done, and each file's size and sha256
         seed<s>/full/                     kit train --full: the recipe refit on every training image
           test.npz, history.csv, weights.pt, fold.json   (no oof.npz: no row was held out)
+      tune/<recipe>/                      kit tune's study of a recipe (kit/tune, docs/tuning.md); its trials
+        study.journal                     are models of their own: models/<recipe>-t<n>/
+        trials.csv  best.yaml  summary.md  history.png  importances.png
+        locks/study.lock  locks/t<n>.lock held while a process asks for a trial / runs trial n
 
 Every file is written atomically (fileio), so a killed run leaves whole files or none. A member
 re-predicted from another's weights (kit/repredict.py) has only oof.npz, test.npz and fold.json per
@@ -63,6 +67,10 @@ STATUSES = ("training", "complete")
 #: how far a row of probabilities may sum from 1 (float32 softmax, averaged over TTA views and seeds,
 #: is off by about 1e-6) and a probability may lie outside [0, 1]
 PROBABILITY_TOLERANCE = 1e-3
+#: kit tune's files in tune/<recipe>/: Optuna's journal of the study (JSON lines), a table of the trials, the
+#: best trial's recipe, the summary and its plots
+STUDY, TRIALS, BEST_RECIPE, TUNE_SUMMARY, HISTORY_PLOT, IMPORTANCE_PLOT = (
+    "study.journal", "trials.csv", "best.yaml", "summary.md", "history.png", "importances.png")
 
 
 class Record(BaseModel):
@@ -179,6 +187,14 @@ class Store:
 
     def fold_dir(self, competition: str, model: str, seed: int, fold: int) -> Path:
         return self.model_dir(competition, model) / fold_subdir(seed, fold)
+
+    def tune_dir(self, competition: str, recipe: str) -> Path:
+        """kit tune's study of `recipe` (its trials are the models trial_name names)."""
+        return self.root / competition / "tune" / recipe
+
+    def tune_lock(self, competition: str, recipe: str, trial: int | None = None) -> Path:
+        """Held briefly by a process asking the study for a trial; with `trial`, held by the process running it."""
+        return self.tune_dir(competition, recipe) / "locks" / ("study.lock" if trial is None else f"t{trial}.lock")
 
     def lock_path(self, competition: str, model: str) -> Path:
         """Held by the kit process training `model` (kit/lock.py)."""
@@ -468,6 +484,11 @@ def held_out_rows(path: Path, ids: np.ndarray, folds: Folds, k: int, row_of: dic
                          + (f" ('{folds.ids[missing[0]]}' has none)" if missing else "")
                          + f"; {retrain_fold(path.parent)}")
     return rows
+
+
+def trial_name(recipe: str, number: int) -> str:
+    """The model of trial `number` of kit tune's study of `recipe`."""
+    return f"{recipe}-t{number}"
 
 
 def fold_subdir(seed: int, fold: int) -> str:

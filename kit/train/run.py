@@ -13,6 +13,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -60,15 +61,31 @@ class TrainSummary:
     full: list[dict] | None = None  # with full=True: each seed's refit on every training image (its fold.json record)
 
 
+@dataclass
+class FoldDone:
+    """What train_recipe's `on_fold` hook is told each time a (seed, fold) run is written to the store."""
+
+    model: str
+    competition: str
+    seed: int
+    fold: int
+    record: dict  # the run's fold.json record (best epoch, val_loss, seconds, history)
+    done: list[tuple[int, int]]  # every (seed, fold) run of the model in the store now, this one included
+    total: int  # the model's (seed, fold) runs in all
+
+
 def train_recipe(recipe: Recipe, store: Store, reporter: Reporter = SILENT, force: bool = False,
                  device: str = "auto", wait: bool = False, folds: list[int] | None = None,
-                 full: bool = False) -> TrainSummary:
+                 full: bool = False, on_fold: Callable[[FoldDone], None] | None = None) -> TrainSummary:
     """Train every (seed, fold) of `recipe` that the store lacks; one process per model at a time.
 
     `folds`: train only these folds (of every seed); the model stays unfinished (status 'training',
     no metrics) until a later call has every fold in the store.
     `full`: instead, refit the recipe once per seed on every training image (refit_full), for the
-    number of epochs its finished folds chose; `force` then redoes the refit, never the folds."""
+    number of epochs its finished folds chose; `force` then redoes the refit, never the folds.
+    `on_fold`: called after each (seed, fold) run is in the store (kit tune reports the completed folds'
+    score to its pruner there); an exception it raises stops the training after that run, leaving the
+    model unfinished as --folds would, its finished runs kept."""
     started = time.perf_counter()
     if full:
         _check_refittable(recipe)
@@ -110,7 +127,7 @@ def train_recipe(recipe: Recipe, store: Store, reporter: Reporter = SILENT, forc
             return refit_full(recipe, data, inputs, normalizer, pipeline, cv_folds, store, reporter, force, settings,
                               started, teacher)
         return _train_recipe(recipe, data, inputs, normalizer, pipeline, cv_folds, store, reporter, force, settings,
-                             started, folds, teacher)
+                             started, folds, teacher, on_fold)
 
 
 def open_teacher(recipe: Recipe, data: CompetitionData, folds: Folds, store: Store) -> Teacher | None:
@@ -135,7 +152,8 @@ def open_teacher(recipe: Recipe, data: CompetitionData, folds: Folds, store: Sto
 
 def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, normalizer: Normalizer, pipeline, folds: Folds,
                   store: Store, reporter: Reporter, force: bool, settings: DeviceSettings, started: float,
-                  only_folds: list[int] | None = None, teacher: Teacher | None = None) -> TrainSummary:
+                  only_folds: list[int] | None = None, teacher: Teacher | None = None,
+                  on_fold: Callable[[FoldDone], None] | None = None) -> TrainSummary:
     model_dir = store.model_dir(data.name, recipe.name)
     manifest = _manifest(recipe, data, folds, store, normalizer, teacher)
     was_complete = _check_existing(store, manifest, force, legacy_recipe_hash=recipe.legacy_hash)
@@ -179,12 +197,17 @@ def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, normalizer: Nor
     test_batches = batches_for(data.test_images, None, np.arange(len(data.test_ids)), recipe.predict.batch_size,
                                normalizer, settings.device) if todo and features is None else None
     reporter.start("train", f"{recipe.name}", total=len(todo) * recipe.train.epochs)
+    in_store = list(finished)  # the runs done, for on_fold
     try:
         for seed, k in todo:
             reporter.advance("train", 0, description=f"{recipe.name} seed {seed} fold {k} of {folds.n_folds}")
             record = train_fold(recipe, data, folds, k, seed, normalizer, settings, store, test_batches, reporter,
                                 pipeline, on_batches, features, teacher)
             _report_fold(reporter, recipe.name, seed, k, folds.n_folds, record)
+            in_store.append((seed, k))
+            if on_fold is not None:
+                on_fold(FoldDone(model=recipe.name, competition=data.name, seed=seed, fold=k, record=record,
+                                 done=sorted(in_store), total=len(runs)))
     finally:
         reporter.finish("train")
 
