@@ -184,6 +184,9 @@ class TrainConfig(Strict):
     # torch.compile the model for the training steps; only on CUDA (on the CPU the compile time is not
     # won back on small models), where it fuses kernels and cuts Python overhead per step
     compile: bool = False
+    # also log each epoch as it ends: tensorboard writes event files per fold (kit/train/tensorboard.py;
+    # needs the tensorboard extra). Never part of the hash: it changes what is watched, not what is trained
+    log: Literal["none", "tensorboard"] = "none"
 
     @property
     def seeds(self) -> list[int]:
@@ -366,6 +369,7 @@ class Recipe(Strict):
             del recipe["augment"]["workers"]
         else:
             del recipe["augment"]
+        del recipe["train"]["log"]  # how a run is watched, never what it computes
         # TTA as the store records it (kit/tta.py): a shift that no view uses changes nothing
         from .tta import TTA
 
