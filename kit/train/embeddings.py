@@ -107,7 +107,7 @@ def train_head(recipe, features: CachedFeatures, labels: np.ndarray, train_idx: 
     model = ViewMean(head)
     with _threads_for(head, cfg.batch_size, settings):
         return _fit_torch_head(recipe, model, head, x_train, y_train, x_val, y_val, x_test, run_seed, settings, reporter,
-                               checkpoint)
+                               checkpoint, log=log)
 
 
 # below this many multiply-adds per training step (parameters x batch), a CPU step is too small to share:
@@ -131,7 +131,7 @@ def _threads_for(head: nn.Module, batch_size: int, settings: DeviceSettings):
 
 
 def _fit_torch_head(recipe, model, head, x_train, y_train, x_val, y_val, x_test, run_seed, settings, reporter,
-                    checkpoint) -> dict:
+                    checkpoint, log=None) -> dict:
     cfg, to = recipe.train, settings.device
     train_batches = FeatureBatches(torch.from_numpy(x_train).to(to), y_train, cfg.batch_size, shuffle=True,
                                    seed=run_seed, drop_last=True)
