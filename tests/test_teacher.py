@@ -76,7 +76,7 @@ def memorisation_competition(root):
 
 MEMORISER = {"competition": {"name": "mem", "layout": "npz", "root": "data/mem", "sample_submission": None},
              "model": {"arch": "vgg_small", "params": {"widths": [32, 64], "dropout": 0.0}},
-             "cv__folds": FOLDS, "cv__seed": 0, "train__epochs": 40, "train__batch_size": 32,
+             "cv__folds": FOLDS, "cv__seed": 0, "train__epochs": 25, "train__batch_size": 32,
              "train__optimizer": {"name": "adam", "lr": 0.005}}
 
 
