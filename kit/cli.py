@@ -282,6 +282,10 @@ def _print_blend(result) -> None:
         console.print("fitted: " + ", ".join(f"{k} {v}" for k, v in other.items()))
     files = ", ".join(p.name for p in result.report_files)
     console.print(f"report: {result.report_files[0].parent}/ ({files})")
+    page = next((p for p in result.report_files if p.suffix == ".html"), None)
+    if page is not None:
+        console.print(f"page: {page} (opens offline in any browser; kit report links it from the store's page)",
+                      soft_wrap=True)
     console.print(f"[bold green]submission:[/bold green] {result.submission} (blend:{result.method})")
 
 
@@ -312,6 +316,31 @@ def models(
         rows.sort(key=lambda r: -r[4] if isinstance(r[4], float) else 1)
         console.print(make_table(f"{comp} ({s.competition_dir(comp)})", ["model", "arch", "status", "folds x seeds",
                                                                         "accuracy", "log_loss", "macro_f1"], rows))
+
+
+@app.command()
+@exits_cleanly
+def report(
+    competition: CompetitionOption = None,
+    out: Annotated[Optional[Path], typer.Option(
+        help="The HTML page to write (default submissions/COMPETITION-store.html).", show_default=False)] = None,
+    store: StoreOption = Path("store"),
+):
+    """Write one self-contained HTML page for the store: every model with its CV, per-fold scores, time,
+    TTA and recipe, its learning curves (every fold in one plot), the models' correlation heat map,
+    and a link to each blend's page (kit blend writes SUBMISSION.report/report.html).
+
+    The page needs no internet (no CDN, plots embedded): open it in any browser, or send it.
+
+    Example: [bold]kit report[/bold]   or   [bold]kit report -c cifar10 --out cifar10.html[/bold]
+    """
+    from .console import RichReporter
+    from .html_report import write_store_page
+    from .store import Store
+
+    page = write_store_page(Store(store), competition, out, RichReporter())
+    console.print(f"[bold green]page:[/bold green] {page.path} ({page.bytes / 1024:,.0f} KB, {page.models} models, "
+                  f"{page.blends} blend pages linked, {page.seconds:.1f} s)", soft_wrap=True)
 
 
 @app.command()

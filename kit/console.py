@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -62,7 +63,8 @@ class RichReporter(Reporter):
 
 def error(text: str) -> None:
     """One red line on stderr: what the CLI prints for a KitError instead of a traceback."""
-    err_console.print(f"[bold red]error:[/bold red] {text}", highlight=False, soft_wrap=True)
+    # the text is plain: brackets in it ("pip install 'kit[tensorboard]'") are not rich markup
+    err_console.print(f"[bold red]error:[/bold red] {escape(text)}", highlight=False, soft_wrap=True)
 
 
 def is_interactive() -> bool:

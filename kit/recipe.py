@@ -29,6 +29,13 @@ Augmentation while training, and test-time augmentation (docs/augmentation.md):
       cutmix: {p: 0.3, alpha: 1.0}
     tta: flip          # identity + horizontal flip, averaged, for the held-out fold and the test set alike
 
+Learning from a blend of stored models, pseudo-labels and distillation by the fold rule (docs/teacher.md):
+
+    teacher:
+      members: [vgg_small, resnet_small]
+      pseudo_labels: {threshold: 0.95}
+      distill: {weight: 0.5, temperature: 2.0}
+
 Unknown keys are errors (they are almost always typos that would otherwise be ignored silently).
 """
 
@@ -177,6 +184,9 @@ class TrainConfig(Strict):
     # torch.compile the model for the training steps; only on CUDA (on the CPU the compile time is not
     # won back on small models), where it fuses kernels and cuts Python overhead per step
     compile: bool = False
+    # also log each epoch as it ends: tensorboard writes event files per fold (kit/train/tensorboard.py;
+    # needs the tensorboard extra). Never part of the hash: it changes what is watched, not what is trained
+    log: Literal["none", "tensorboard"] = "none"
 
     @property
     def seeds(self) -> list[int]:
@@ -359,6 +369,7 @@ class Recipe(Strict):
             del recipe["augment"]["workers"]
         else:
             del recipe["augment"]
+        del recipe["train"]["log"]  # how a run is watched, never what it computes
         # TTA as the store records it (kit/tta.py): a shift that no view uses changes nothing
         from .tta import TTA
 

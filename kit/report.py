@@ -79,6 +79,22 @@ def confusion_matrix(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) 
     return counts(y_true, probs.argmax(1), labels=np.arange(len(classes))).tolist()
 
 
+def confident_errors(ids: np.ndarray, y_true: np.ndarray, probs: np.ndarray, fold: np.ndarray,
+                     classes: list[str], limit: int = 48) -> dict:
+    """The held-out rows the blend gets wrong, most confident first (its probability of the class it
+    picked): what a competitor looks at next (a mislabelled image, two classes the models confuse).
+    -> {"wrong": how many rows are wrong, "of": rows, "rows": [{id, fold, true, predicted, confidence,
+    p_true}] for at most `limit` of them}."""
+    predicted = probs.argmax(1)
+    wrong = np.flatnonzero(predicted != y_true)
+    confidence = probs[wrong, predicted[wrong]]
+    order = wrong[np.argsort(-confidence, kind="stable")][:limit]
+    rows = [{"id": str(ids[i]), "fold": int(fold[i]), "true": classes[y_true[i]], "predicted": classes[predicted[i]],
+             "confidence": round(float(probs[i, predicted[i]]), 6), "p_true": round(float(probs[i, y_true[i]]), 6)}
+            for i in order]
+    return {"wrong": int(len(wrong)), "of": int(len(y_true)), "rows": rows}
+
+
 def member_correlation(names: list[str], P: np.ndarray) -> dict:
     """Pearson correlation of the members' OOF probabilities (every row and class, flattened): members
     that agree everywhere (near 1) add little to a blend."""
@@ -146,8 +162,16 @@ def markdown_table(columns: list[str], rows: list[list], highlight: int | None =
 def plot_matrix(path: Path, matrix, labels: list[str], title: str, xlabel: str, ylabel: str,
                 colour: np.ndarray | None = None, vmin: float | None = None, vmax: float | None = None,
                 fmt: str = "{:g}") -> Path:
-    """A labelled heat map as PNG, written atomically. Uses matplotlib's Figure directly (no pyplot),
-    so no GUI backend is needed and a notebook's backend is left alone."""
+    """A labelled heat map as PNG (matrix_png), written atomically."""
+    fileio.write_bytes(path, matrix_png(matrix, labels, title, xlabel, ylabel, colour, vmin, vmax, fmt))
+    return path
+
+
+def matrix_png(matrix, labels: list[str], title: str, xlabel: str, ylabel: str,
+               colour: np.ndarray | None = None, vmin: float | None = None, vmax: float | None = None,
+               fmt: str = "{:g}") -> bytes:
+    """A labelled heat map as PNG bytes. Uses matplotlib's Figure directly (no pyplot), so no GUI
+    backend is needed and a notebook's backend is left alone."""
     from matplotlib.figure import Figure
 
     values = np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)
@@ -171,8 +195,7 @@ def plot_matrix(path: Path, matrix, labels: list[str], title: str, xlabel: str, 
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
-    fileio.write_bytes(path, buffer.getvalue())
-    return path
+    return buffer.getvalue()
 
 
 def write_summary(path: Path, report: dict, images: dict[str, str]) -> Path:

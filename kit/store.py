@@ -22,6 +22,9 @@
         study.journal                     are models of their own: models/<recipe>-t<n>/
         trials.csv  best.yaml  summary.md  history.png  importances.png
         locks/study.lock  locks/t<n>.lock held while a process asks for a trial / runs trial n
+      blends/<submission>-<hash>.json     each blend kit blend wrote: its submission, its page, its scores
+                                          (kit report links the pages; nothing else reads them)
+      tensorboard/<model>/seed<s>/fold<k>/   train.log: tensorboard's event files, per epoch as a fold trains
 
 Every file is written atomically (fileio), so a killed run leaves whole files or none. A member
 re-predicted from another's weights (kit/repredict.py) has only oof.npz, test.npz and fold.json per
@@ -61,6 +64,9 @@ FOLD_FILES = ("oof.npz", "test.npz", "history.csv", "weights.pt", "fold.json")
 OOF, TEST, HISTORY, WEIGHTS, DONE = FOLD_FILES
 PREDICTION_FILES = (OOF, TEST)
 CHECKPOINT = "checkpoint.pt"  # only while the fold trains
+RECIPE = "recipe.yaml"  # the resolved recipe, beside model.json
+BLENDS = "blends"  # <competition>/blends/: one small record per blend written (kit report's links)
+TENSORBOARD = "tensorboard"  # <competition>/tensorboard/<model>/<run>/: event files (train.log: tensorboard)
 PREDICTIONS = ("ids", "probs")  # the arrays in oof.npz and test.npz
 # the states a manifest's status holds: "training" from before the first fold, "complete" after the last
 STATUSES = ("training", "complete")
@@ -375,7 +381,7 @@ class Store:
         from .schema import read_yaml
 
         for name in self.model_names(competition):
-            path = self.model_dir(competition, name) / "recipe.yaml"
+            path = self.model_dir(competition, name) / RECIPE
             if path.is_file():
                 try:  # read as kit reads every recipe: duplicate keys, bad bytes and alias bombs refused
                     entry = read_yaml(path)["competition"]
@@ -384,6 +390,64 @@ class Store:
                 return resolve_competition(entry, str(path))
         raise StoreError(f"{self.competition_dir(competition)}: no model records competition '{competition}''s "
                          f"files (recipe.yaml); name its competition file with --competition")
+
+    # ---- what the report reads besides predictions: histories, fold records, recipes, blends
+    def done_runs(self, manifest: Manifest) -> list[tuple[int, int]]:
+        """The (seed, fold) runs of a model that are finished (fold.json present, files checked by size)."""
+        return [(s, k) for s in manifest.seeds for k in range(manifest.n_folds)
+                if self.is_fold_done(manifest.competition, manifest.name, s, k)]
+
+    def fold_record(self, manifest: Manifest, seed: int, fold: int) -> dict | None:
+        """A finished fold's fold.json (best epoch, its val loss and accuracy, seconds, TTA...); None if unfinished."""
+        path = self.fold_dir(manifest.competition, manifest.name, seed, fold) / DONE
+        return read_json(path) if path.is_file() else None
+
+    def history(self, manifest: Manifest, seed: int, fold: int) -> pd.DataFrame | None:
+        """A fold's history.csv (one row per epoch: epoch, train_loss, train_acc, val_loss, val_acc, lr,
+        seconds); None when the fold has none (a re-predicted or synthetic member, an unfinished fold)."""
+        path = self.fold_dir(manifest.competition, manifest.name, seed, fold) / HISTORY
+        if not path.is_file():
+            return None
+        try:
+            return pd.read_csv(path)
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            raise StoreError(f"{path}: damaged or unreadable ({type(exc).__name__}); {retrain_fold(path.parent)}") from None
+
+    def recipe_text(self, competition: str, model: str) -> str | None:
+        """The model's resolved recipe.yaml as written; None when it has none (a synthetic store)."""
+        path = self.model_dir(competition, model) / RECIPE
+        try:
+            return path.read_text(encoding="utf-8") if path.is_file() else None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StoreError(f"{path}: unreadable ({type(exc).__name__})") from None
+
+    def tensorboard_dir(self, competition: str, model: str, run: str) -> Path:
+        """Where train.log: tensorboard writes a run's event files; `run` is 'seed0/fold1' or 'seed0/full'.
+        One folder for the competition, so that `tensorboard --logdir store/<competition>/tensorboard` shows
+        every model and fold side by side."""
+        return self.competition_dir(competition) / TENSORBOARD / model / run
+
+    def record_blend(self, competition: str, submission: Path, record: dict) -> Path:
+        """Note a written blend (its submission, its page and scores) so that kit report can link it; one
+        file per submission path, replaced when that submission is written again."""
+        resolved = Path(submission).resolve()
+        key = hashlib.sha256(str(resolved).encode()).hexdigest()[:8]
+        path = self.competition_dir(competition) / BLENDS / f"{resolved.stem}-{key}.json"
+        fileio.write_json(path, {"submission": str(resolved), **record})
+        return path
+
+    def blend_records(self, competition: str) -> list[dict]:
+        """Every blend noted by record_blend, oldest first; unreadable records are skipped (they only link)."""
+        folder = self.competition_dir(competition) / BLENDS
+        records = []
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(record, dict) and isinstance(record.get("submission"), str):
+                records.append(record)
+        return sorted(records, key=lambda r: str(r.get("written", "")))
 
     # ---- reading predictions
     def folds(self, manifest: Manifest) -> Folds:
@@ -398,10 +462,12 @@ class Store:
         check_complete(manifest, self.model_dir(competition, model), folds)
         return self.assemble(manifest, seeds=seeds, folds=folds)
 
-    def assemble(self, manifest: Manifest, seeds: list[int] | None = None, folds: list[int] | None = None) -> Member:
+    def assemble(self, manifest: Manifest, seeds: list[int] | None = None, folds: list[int] | None = None,
+                 with_test: bool = True) -> Member:
         """Stitch a model's per-fold files together (all its seeds averaged, or just `seeds`; every fold,
         or just `folds`), each fold's files checked against its done mark and its probabilities checked
-        (read_predictions)."""
+        (read_predictions). `with_test` False: the OOF alone (a report's scores), test.npz neither read
+        nor hashed, and the Member's test and test_ids None."""
         competition, model, only_folds = manifest.competition, manifest.name, folds
         folds = self.folds(manifest)
         if folds.hash != manifest.folds_hash:
@@ -417,10 +483,12 @@ class Store:
             for k in (range(folds.n_folds) if only_folds is None else only_folds):
                 d = self.fold_dir(competition, model, seed, k)
                 if (d / DONE).is_file():  # the files it finished with: the predictions by their sha256
-                    check_fold(d, hashed=PREDICTION_FILES)
+                    check_fold(d, hashed=PREDICTION_FILES if with_test else (OOF,))
                 fold_oof = read_predictions(d / OOF, n_classes)
-                fold_test = read_predictions(d / TEST, n_classes)
                 oof[held_out_rows(d / OOF, fold_oof["ids"], folds, k, row_of)] = fold_oof["probs"]
+                if not with_test:
+                    continue
+                fold_test = read_predictions(d / TEST, n_classes)
                 if test_ids is None:
                     test_ids = fold_test["ids"]
                     if fileio.array_hash(test_ids) != manifest.test_ids_hash:
@@ -432,7 +500,7 @@ class Store:
                 test_runs.append(fold_test["probs"])
             oof_runs.append(oof)
         return Member(name=model, manifest=manifest, oof=np.mean(oof_runs, axis=0),
-                      test=np.mean(test_runs, axis=0), test_ids=test_ids)
+                      test=np.mean(test_runs, axis=0) if with_test else None, test_ids=test_ids)
 
 
 def write_fold_files(fold_dir: Path, *, test_ids: np.ndarray, test: np.ndarray, record: dict,

@@ -126,7 +126,7 @@ def test_report_holds_the_plots_the_summary_and_the_fitted_weights(tmp_path):
     result = blend(store, method="caruana", params=["caruana.iterations=15"], out=tmp_path / "s.csv")
     folder = tmp_path / "s.report"
     assert [p.name for p in result.report_files] == ["report.json", "per_class.csv", "confusion.png",
-                                                     "correlation.png", "summary.md"]
+                                                     "correlation.png", "summary.md", "report.html"]
     for png in ("confusion.png", "correlation.png"):
         assert (folder / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads((folder / "report.json").read_text())

@@ -148,3 +148,14 @@ def test_a_mixed_size_found_while_decoding_falls_back_like_one_found_by_the_prob
         load_competition(_spec(tmp_path))
     data = load_competition(_spec(tmp_path), image_size=6)
     assert data.decoded and data.cache_folder.name == "6px-auto" and data.train_images.shape == (40, 6, 6, 3)
+
+
+def test_decode_false_never_decodes_a_missing_cache(tmp_path):
+    """What a report's thumbnails ask for: the cache if it is there, else a DataError naming the fix."""
+    competitions.labels_csv(tmp_path)
+    with pytest.raises(DataError, match="not decoded .*kit prepare decodes them"):
+        load_competition(_spec(tmp_path), decode=False)
+    assert not (tmp_path / ".kit-cache" / "native-auto" / "meta.json").exists()
+    load_competition(_spec(tmp_path))
+    again = load_competition(_spec(tmp_path), decode=False)
+    assert not again.decoded and isinstance(again.train_images, np.memmap)

@@ -76,7 +76,7 @@ def memorisation_competition(root):
 
 MEMORISER = {"competition": {"name": "mem", "layout": "npz", "root": "data/mem", "sample_submission": None},
              "model": {"arch": "vgg_small", "params": {"widths": [32, 64], "dropout": 0.0}},
-             "cv__folds": FOLDS, "cv__seed": 0, "train__epochs": 40, "train__batch_size": 32,
+             "cv__folds": FOLDS, "cv__seed": 0, "train__epochs": 25, "train__batch_size": 32,
              "train__optimizer": {"name": "adam", "lr": 0.005}}
 
 
@@ -206,6 +206,11 @@ def test_blend_warns_when_a_student_meets_its_teachers_members(workdir, trained_
     assert "correlated by construction" in " ".join(result.output.split())
     alone = runner.invoke(app, ["blend", "-m", "student", "-m", "tiny_resnet"])
     assert "correlated" not in alone.output
+    # a refit on every image is taught by every fold's teacher models: no fold of it is scored
+    refit = runner.invoke(app, ["train", str(student), "--full"])
+    assert refit.exit_code == 0, refit.output
+    record = json.loads((Store(trained_store).full_dir("digits", "student", 0) / "fold.json").read_text())
+    assert record["teacher"]["rule"] == "every fold's (a refit)" and "teacher_train_acc" in record["teacher"]["distill"]
 
 
 @pytest.mark.parametrize("teacher, expected", [

@@ -20,7 +20,9 @@ from sklearn.base import clone
 from ..errors import BlendError, KitError, SubmissionError, did_you_mean
 from ..paths import check_output, competition_inputs, submissions_dir
 from ..progress import SILENT, Reporter
-from ..report import classification_metrics, confusion_matrix, member_correlation, report_dir, write_report
+from ..html_report import write_blend_page
+from ..report import (classification_metrics, confident_errors, confusion_matrix, member_correlation, report_dir,
+                      write_report)
 from ..store import Store
 from ..submit import read_outside_submission, submission_format, write_submission
 from ..teacher import teacher_warnings
@@ -143,10 +145,10 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
     classes = members[0].classes
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[label] for label in folds.labels])
-    fold_of = folds.fold
+    fold_of, ids = folds.fold, folds.ids
     if only_folds is not None:  # the rows those folds held out: every member predicted them
         rows = np.isin(folds.fold, only_folds)
-        y, fold_of = y[rows], folds.fold[rows]
+        y, fold_of, ids = y[rows], folds.fold[rows], folds.ids[rows]
         for m in members:
             m.oof = m.oof[rows]
     all_metrics = {m.name: classification_metrics(y, m.oof, classes) for m in members}
@@ -200,8 +202,11 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
               "outside": {p.name: {"file": str(p), "kind": outside[p.name][1]} for p in outside_files},
               "cross_validated": not outside,
               "confusion": confusion_matrix(y, oof[best], classes),
-              "correlation": member_correlation(kept, P_oof), "submission": str(submission)}
-    return BlendResult(report=report, submission=submission, report_files=write_report(report_dir(out), report))
+              "correlation": member_correlation(kept, P_oof), "submission": str(submission),
+              "confident_errors": confident_errors(ids, y, oof[best], fold_of, classes)}
+    folder = report_dir(out)
+    files = write_report(folder, report) + [write_blend_page(folder, report, store, reporter)]
+    return BlendResult(report=report, submission=submission, report_files=files)
 
 
 def _blenders_for_folds(methods: list[str], folds: list[int], explicit: bool) -> list[str]:

@@ -57,11 +57,12 @@ def make_members(n_members: int = 10, n_rows: int = 50_000, n_test: int = 10_000
 
 def write_store(root: str | Path, competition: str, y: np.ndarray, fold: np.ndarray,
                 members: dict[str, list[tuple[np.ndarray, np.ndarray]]], classes: list[str] | None = None,
-                test_ids: np.ndarray | None = None) -> Store:
+                test_ids: np.ndarray | None = None, epochs: int = 0) -> Store:
     """Write each member's per-seed (oof, test) probabilities into a store as `kit train` would.
 
     members: {name: [(oof (rows, classes), test (test rows, classes)) for each seed]}. Every member
-    shares the folds and test ids, so they blend; a test may edit the manifests to make them not."""
+    shares the folds and test ids, so they blend; a test may edit the manifests to make them not.
+    epochs: also a made-up history.csv of that many epochs per fold (for the report's curves)."""
     store = Store(root)
     first_oof, first_test = next(iter(members.values()))[0]
     classes = classes or [str(c) for c in range(first_oof.shape[1])]
@@ -77,8 +78,14 @@ def write_store(root: str | Path, competition: str, y: np.ndarray, fold: np.ndar
         for seed, (oof, test) in enumerate(runs):
             for k in range(n_folds):
                 held = fold == k
+                history = made_up_history(epochs, seed * 1000 + k + len(name)) if epochs else None
+                record = {"seed": seed, "fold": k}
+                if history:
+                    best = min(history, key=lambda h: h["val_loss"])
+                    record.update(best_epoch=best["epoch"], val_loss=best["val_loss"], val_acc=best["val_acc"],
+                                  seconds=sum(h["seconds"] for h in history), history=history)
                 store.write_fold(competition, name, seed, k, oof_ids=ids[held], oof=oof[held], test_ids=test_ids,
-                                 test=test, record={"seed": seed, "fold": k})
+                                 test=test, record=record, history=history)
         cv = classification_metrics(y, np.mean([oof for oof, _ in runs], axis=0), classes)
         store.write_manifest(Manifest(
             name=name, competition=competition, arch="synthetic", status="complete",
@@ -86,3 +93,14 @@ def write_store(root: str | Path, competition: str, y: np.ndarray, fold: np.ndar
             n_folds=n_folds, seeds=list(range(len(runs))), classes=classes, test_ids_hash=fileio.array_hash(test_ids),
             cv={k: cv[k] for k in HEADLINE}))
     return store
+
+
+def made_up_history(epochs: int, seed: int) -> list[dict]:
+    """Per-epoch rows shaped like a real run's: losses falling, validation flattening and turning up."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(1, epochs + 1) / epochs
+    train_loss = 2.0 * np.exp(-4 * t) + 0.1 + rng.normal(0, 0.01, epochs)
+    val_loss = 2.0 * np.exp(-3.5 * t) + 0.3 + 0.4 * t ** 3 + rng.normal(0, 0.02, epochs)
+    return [{"epoch": e + 1, "train_loss": float(train_loss[e]), "train_acc": float(1 - train_loss[e] / 2.2),
+             "val_loss": float(val_loss[e]), "val_acc": float(1 - val_loss[e] / 2.4), "lr": 0.001,
+             "seconds": float(rng.uniform(1, 2))} for e in range(epochs)]

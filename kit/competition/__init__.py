@@ -91,12 +91,13 @@ def _validate(data, source: str, prefix: str = "") -> CompetitionSpec:
 
 
 def load_competition(spec: CompetitionSpec, image_size: int | None = None, reporter: Reporter = SILENT,
-                     workers: int | None = None) -> CompetitionData:
+                     workers: int | None = None, decode: bool = True) -> CompetitionData:
     """Read (and for built-ins, first write) a competition's images, ids and labels.
 
     Image files are decoded once, at the competition's image_size, else at their own size when
     they share one, else (mixed sizes) at `image_size` (a recipe's), into a cache that later loads memory-map; `workers` processes decode
-    (default: one per CPU core), reporting progress to `reporter`."""
+    (default: one per CPU core), reporting progress to `reporter`. With `decode` False, image files not
+    decoded yet are a DataError rather than a decode."""
     if spec.name in BUILTIN and spec == BUILTIN[spec.name](spec.root):
         ensure_digits(spec)
     listing = LAYOUTS[spec.layout].read(spec)
@@ -116,7 +117,7 @@ def load_competition(spec: CompetitionSpec, image_size: int | None = None, repor
     if listing.train_files is not None:
         # only image-file layouts (ImageFilesSpec) list files
         cached = load_or_decode(spec, listing.train_files, listing.test_files, spec.image_size, reporter, workers,
-                                fallback_size=image_size)
+                                fallback_size=image_size, decode=decode)
         train_images, test_images = cached.train, cached.test
     if spec.train_subset is not None:
         rows = subset_rows(labels, spec.train_subset, spec.name)

@@ -95,12 +95,13 @@ def cache_key(stamps: tuple[bytes, bytes], size: int | None, channels: int | Non
 
 def load_or_decode(spec: ImageFilesSpec, train: list[str], test: list[str], size: int | None,
                    reporter: Reporter = SILENT, workers: int | None = None,
-                   fallback_size: int | None = None) -> CachedImages:
+                   fallback_size: int | None = None, decode: bool = True) -> CachedImages:
     """The images of `train` and `test` as memory-mapped uint8 arrays, decoded now unless already cached.
 
     With no `size`, images keep their own size when they all share one (recipes resize at batch
     time, so a 224-px recipe on 32-px images does not cache 49 times the pixels); only images of
-    mixed sizes are resized, to `fallback_size` (a recipe's image_size)."""
+    mixed sizes are resized, to `fallback_size` (a recipe's image_size). With `decode` False, a
+    missing cache is a DataError instead of a decode (a report's thumbnails never start one)."""
     sizes = [size] if size is not None else [None] + ([fallback_size] if fallback_size else [])
     stamps = file_stamps(spec, train, test)
     for candidate in sizes:
@@ -108,6 +109,9 @@ def load_or_decode(spec: ImageFilesSpec, train: list[str], test: list[str], size
                               cache_key(stamps, candidate, spec.channels))
         if cached is not None:
             return cached
+    if not decode:
+        raise DataError(f"{spec.name}: its images are not decoded (no cache for the current files in "
+                        f"{cache_folder(spec)}); kit prepare decodes them")
     for i, candidate in enumerate(sizes):
         try:
             return _decode(spec, cache_folder(spec) / slot_name(candidate, spec.channels),

@@ -88,10 +88,11 @@ def training_rows(features: np.ndarray, labels: np.ndarray, rows: np.ndarray) ->
 
 def train_head(recipe, features: CachedFeatures, labels: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray,
                num_classes: int, run_seed: int, settings: DeviceSettings, reporter: Reporter = SILENT,
-               checkpoint=None, classifier: nn.Linear | None = None) -> dict:
+               checkpoint=None, classifier: nn.Linear | None = None, log=None) -> dict:
     """One (seed, fold)'s head: -> {'oof', 'test', 'history', 'best_epoch', 'stopped_early', 'weights'}.
 
     `classifier`: the timm model's own (new) classifier, which a linear probe trains; else the recipe's head.
+    `log`: fit's epoch logger (train.log), for a torch head; an estimator, fitted at once, logs nothing.
     An empty `val_idx` is a refit on every row (kit train --full): nothing is validated, 'oof' is None."""
     cfg = recipe.train
     head_cfg = cfg.finetune.head
@@ -106,7 +107,7 @@ def train_head(recipe, features: CachedFeatures, labels: np.ndarray, train_idx: 
     model = ViewMean(head)
     with _threads_for(head, cfg.batch_size, settings):
         return _fit_torch_head(recipe, model, head, x_train, y_train, x_val, y_val, x_test, run_seed, settings, reporter,
-                               checkpoint)
+                               checkpoint, log=log)
 
 
 # below this many multiply-adds per training step (parameters x batch), a CPU step is too small to share:
@@ -130,7 +131,7 @@ def _threads_for(head: nn.Module, batch_size: int, settings: DeviceSettings):
 
 
 def _fit_torch_head(recipe, model, head, x_train, y_train, x_val, y_val, x_test, run_seed, settings, reporter,
-                    checkpoint) -> dict:
+                    checkpoint, log=None) -> dict:
     cfg, to = recipe.train, settings.device
     train_batches = FeatureBatches(torch.from_numpy(x_train).to(to), y_train, cfg.batch_size, shuffle=True,
                                    seed=run_seed, drop_last=True)
@@ -138,7 +139,8 @@ def _fit_torch_head(recipe, model, head, x_train, y_train, x_val, y_val, x_test,
                    if len(x_val) else None)
     test_batches = FeatureBatches(torch.from_numpy(x_test).to(to), None, recipe.predict.batch_size)
     plain = settings.__class__(settings.device, settings.amp_dtype, channels_last=False)  # rows, not images
-    result = fit(model, train_batches, val_batches, cfg, plain, reporter, progress_key="train", checkpoint=checkpoint)
+    result = fit(model, train_batches, val_batches, cfg, plain, reporter, progress_key="train", checkpoint=checkpoint,
+                 log=log)
     buffer = io.BytesIO()
     torch.save({k: v.cpu() for k, v in head.state_dict().items()}, buffer)
     return {"oof": None if val_batches is None else predict_proba(model, val_batches, plain),

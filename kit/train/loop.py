@@ -46,7 +46,7 @@ class FitResult:
 def fit(model: nn.Module, train_batches: ArrayBatches, val_batches: ArrayBatches | None, cfg: TrainConfig,
         settings: DeviceSettings, reporter: Reporter = SILENT, progress_key: str = "epochs",
         checkpoint: EpochCheckpoint | None = None, mixer: BatchMixer | None = None,
-        teacher_loss: TeacherLoss | None = None) -> FitResult:
+        teacher_loss: TeacherLoss | None = None, log=None) -> FitResult:
     """Train `model` in place for cfg.epochs; on return it holds the weights of its best epoch (lowest val loss).
 
     Without `val_batches` (a refit on every training image: nothing is held out) no epoch is
@@ -60,6 +60,7 @@ def fit(model: nn.Module, train_batches: ArrayBatches, val_batches: ArrayBatches
     With cfg.lookahead the weights are averaged into themselves on its schedule (kit/train/lookahead.py).
     With a `teacher_loss`, the training batches' labels are packed per-row targets (pseudo-labels, a
     teacher's probabilities, loss weights: kit/train/targets.py), and it is their loss.
+    With a `log` (kit/train/tensorboard.py), each epoch's history row goes to log.epoch as the epoch ends.
 
     Layers may take part through two hooks: `init_from_data(images)` is called once before the first
     step with cfg.init_images normalised training images (airbench's whitening stem computes its
@@ -119,6 +120,8 @@ def fit(model: nn.Module, train_batches: ArrayBatches, val_batches: ArrayBatches
         result.history.append({"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc,
                                "val_loss": val_loss, "val_acc": val_acc, "lr": lr,
                                "seconds": time.perf_counter() - started})
+        if log is not None:
+            log.epoch(result.history[-1])
         if val_loss is None:  # unvalidated: the latest epoch is the one kept
             result.best_epoch = epoch
         elif val_loss < best_loss:
@@ -135,6 +138,8 @@ def fit(model: nn.Module, train_batches: ArrayBatches, val_batches: ArrayBatches
             result.stopped_early = True
             reporter.advance(progress_key, cfg.epochs - epoch - 1)  # the epochs skipped, so the bar stays true
             break
+    if log is not None:
+        log.close()
     if val_batches is None and ema is not None:
         model.load_state_dict(ema.module.state_dict())
     elif best_state is not None:

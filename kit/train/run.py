@@ -46,6 +46,7 @@ from .loop import NotFinite, check_data_init, check_finite, fit, predict_proba
 from .mixing import BatchMixer
 from .resident import batches_for
 from .targets import TeacherLoss
+from .tensorboard import check_log, epoch_log
 
 
 @dataclass
@@ -99,6 +100,7 @@ def train_recipe(recipe: Recipe, store: Store, reporter: Reporter = SILENT, forc
         inputs = resolve_input(recipe.model, recipe.image_size, data.image_size[0], data.channels,
                                batch_sizes=(recipe.train.batch_size, recipe.predict.batch_size))
         check_data_init(build_model(recipe.model, data.num_classes, data.channels, inputs.size), recipe.train)
+        check_log(recipe.train)
         # the augmentation pipeline at the cached images' size, tried on a few of them
         pipeline = checked_pipeline(recipe.augment.transforms, data.image_size, data.train_images)
         if recipe.augment.alternating_flip:  # planned once here, so that a transform it cannot take fails now
@@ -326,14 +328,15 @@ def _refit_seed(recipe: Recipe, cfg, data: CompetitionData, folds: Folds, seed: 
                                             teaching)
     try:
         result = fit(model, train_batches, None, cfg, settings, reporter, progress_key="train",
-                     checkpoint=checkpoint, mixer=mixer, teacher_loss=teacher_loss(recipe, data.num_classes))
+                     checkpoint=checkpoint, mixer=mixer, teacher_loss=teacher_loss(recipe, data.num_classes),
+                     log=epoch_log(recipe, store, data.name, seed, None))
         tta = TTA.from_config(recipe.tta)
         test = predict_proba(model, test_batches, settings, tta)
         check_finite(test, f"epoch {cfg.epochs}: its test predictions are", cfg)
     except NotFinite as exc:
         raise exc.at(f"{recipe.source}: seed {seed}, the refit on all images") from None
     return _store_refit(recipe, cfg, data, folds, seed, rows, test, result.history, state_bytes(model), settings,
-                        store, checkpoint, rule, tta.record)
+                        store, checkpoint, rule, tta.record, None if teaching is None else {"teacher": teaching.record})
 
 
 def _refit_seed_on_features(recipe: Recipe, cfg, data: CompetitionData, features, folds: Folds, seed: int,
@@ -347,7 +350,8 @@ def _refit_seed_on_features(recipe: Recipe, cfg, data: CompetitionData, features
     try:
         out = train_head(recipe.model_copy(update={"train": cfg}), features, data.train_labels, rows,
                          np.array([], dtype=int), data.num_classes, run_seed, settings, reporter, checkpoint,
-                         classifier=None if model is None else model.get_classifier())
+                         classifier=None if model is None else model.get_classifier(),
+                         log=epoch_log(recipe, store, data.name, seed, None))
         if len(out["history"]) < cfg.epochs:  # an estimator: fitted at once
             reporter.advance("train", cfg.epochs)
         check_finite(out["test"], f"epoch {cfg.epochs}: its test predictions are", cfg)
@@ -360,8 +364,9 @@ def _refit_seed_on_features(recipe: Recipe, cfg, data: CompetitionData, features
 
 def _store_refit(recipe: Recipe, cfg, data: CompetitionData, folds: Folds, seed: int, rows: np.ndarray,
                  test: np.ndarray, history: list[dict], weights: bytes, settings: DeviceSettings, store: Store,
-                 checkpoint: EpochCheckpoint, rule: str, tta_record) -> dict:
-    """A refit's files in seed<s>/full/, with how its test predictions compare with the folds' average."""
+                 checkpoint: EpochCheckpoint, rule: str, tta_record, extra: dict | None = None) -> dict:
+    """A refit's files in seed<s>/full/, with how its test predictions compare with the folds' average;
+    `extra`: more of the record (what a student's teacher taught it)."""
     manifest = store.manifest(data.name, recipe.name)
     folds_done = [k for k in range(folds.n_folds) if store.is_fold_done(data.name, recipe.name, seed, k)]
     agreement = None
@@ -371,7 +376,7 @@ def _store_refit(recipe: Recipe, cfg, data: CompetitionData, folds: Folds, seed:
                      "mean_abs_prob": float(np.abs(test - fold_test).mean())}
     record = {"seed": seed, "full": True, "epochs": cfg.epochs, "rule": rule, "train_rows": len(rows),
               "seconds": sum(h["seconds"] for h in history), "device": str(settings.device),
-              "tta": tta_record, "agreement_with_folds": agreement, "history": history}
+              "tta": tta_record, "agreement_with_folds": agreement, **(extra or {}), "history": history}
     store.write_full(data.name, recipe.name, seed, test_ids=data.test_ids, test=test, record=record,
                      history=history, weights=weights)
     checkpoint.remove()
@@ -443,7 +448,8 @@ def train_fold(recipe: Recipe, data: CompetitionData, folds: Folds, k: int, seed
     where = f"{recipe.source}: seed {seed}, fold {k}"
     try:
         result = fit(model, train_batches, val_batches, cfg, settings, reporter, progress_key="train",
-                     checkpoint=checkpoint, mixer=mixer, teacher_loss=teacher_loss(recipe, data.num_classes))
+                     checkpoint=checkpoint, mixer=mixer, teacher_loss=teacher_loss(recipe, data.num_classes),
+                     log=epoch_log(recipe, store, data.name, seed, k))
         # the held-out fold and the test set through the same views, averaged the same way
         tta = TTA.from_config(recipe.tta)
         oof = predict_proba(model, val_batches, settings, tta)
@@ -528,7 +534,8 @@ def _train_fold_on_features(recipe: Recipe, data: CompetitionData, features, k: 
     checkpoint = EpochCheckpoint(fold_dir / CHECKPOINT, key=recipe.hash)
     try:
         out = train_head(recipe, features, data.train_labels, train_idx, val_idx, data.num_classes, run_seed,
-                         settings, reporter, checkpoint, classifier=None if model is None else model.get_classifier())
+                         settings, reporter, checkpoint, classifier=None if model is None else model.get_classifier(),
+                         log=epoch_log(recipe, store, data.name, seed, k))
         if len(out["history"]) < recipe.train.epochs and not out["stopped_early"]:  # an estimator: fitted at once
             reporter.advance("train", recipe.train.epochs)
         for split in ("oof", "test"):
