@@ -238,9 +238,10 @@ def blend(
     store: StoreOption = Path("store"),
 ):
     """Blend models from the store into a submission, with a report beside it (SUBMISSION.report/:
-    summary.md, per-class table, confusion matrix, member correlations).
+    report.html, summary.md, per-class table, confusion matrix, member correlations).
 
-    Reads only the store: no images, no weights. Blenders that learn (optimized, caruana, hill,
+    Blends from the store alone: no weights, and no image but the thumbnails of report.html's gallery
+    (from the decoded cache, when it is there). Blenders that learn (optimized, caruana, hill,
     logreg, lgbm) are scored by nested cross-validation over the members' folds, so every score in the
     table comes from rows the blender was not fitted on.
 

@@ -68,7 +68,7 @@ padding-bottom:.2rem}h3{font-size:1.05rem;margin:1.6rem 0 .4rem}
 border-radius:4px}
 table{border-collapse:collapse;font-size:.85rem;margin:.4rem 0}th,td{border:1px solid #d0d7de;padding:.2rem .45rem;
 text-align:right;white-space:nowrap}th{background:#f6f8fa;position:sticky;top:0}td:first-child,th:first-child{text-align:left}
-td.text,th.text{text-align:left;white-space:normal;overflow-wrap:anywhere;max-width:24rem}tr.best td{font-weight:600;background:#dafbe1}
+td.text,th.text{text-align:left}td.wrap{white-space:normal;overflow-wrap:anywhere;min-width:12rem;max-width:24rem}tr.best td{font-weight:600;background:#dafbe1}
 table.sortable th{cursor:pointer}table.sortable th:hover{background:#eaeef2}
 img.plot{max-width:100%;height:auto;display:block;margin:.4rem 0}img.matrix{max-width:min(100%,720px)}
 details{margin:.3rem 0}summary{cursor:pointer;color:#0969da}pre{background:#f6f8fa;padding:.6rem;overflow:auto;
@@ -121,7 +121,8 @@ def cell(value, column: str = "") -> str:
     if value is None or value == "":
         return '<td data-v="">-</td>' if value is None else "<td></td>"
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        return f'<td class="text">{esc(value)}</td>'
+        wrap = " wrap" if len(str(value)) > 32 else ""  # a long TTA list, scores per fold: wrapped, not the rest
+        return f'<td class="text{wrap}">{esc(value)}</td>'
     return f'<td data-v="{float(value)!r}">{esc(fmt(float(value) if isinstance(value, np.floating) else value, column))}</td>'
 
 

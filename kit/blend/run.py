@@ -1,7 +1,9 @@
 """`kit blend`: members from the store -> blended OOF and test probabilities -> submission + report.
 
-Reads only the store: each member's per-fold predictions, the folds (with labels) and the copy
-of the sample submission kept there. Every blender is scored on the OOF rows by the same
+Blends from the store alone: each member's per-fold predictions, the folds (with labels) and the
+copy of the sample submission kept there (the report's page also shows thumbnails of the images
+the blend gets wrong, when the competition's images can be read, and notes itself in the store
+for kit report: kit/html_report.py). Every blender is scored on the OOF rows by the same
 folds the members were trained on: a blender that learns (weights, selection, a stacker) is fit
 on k-1 folds and scores the held-out one, so no row is scored by a blender that saw its label.
 """
