@@ -206,3 +206,158 @@ def test_alternating_flip_with_a_per_image_transform_is_refused(workdir):
     path = write_recipe(workdir / "recipes", "flipped", augment={"alternating_flip": True, "transforms": ["Rotate"]})
     result = runner.invoke(app, ["train", str(path)])
     assert result.exit_code == 2 and "augment.alternating_flip: runs on whole batches" in result.output, result.output
+
+
+# --- the whole method, step for step, against airbench94.py's loop written out independently ---
+
+class _RefBatchNorm(nn.BatchNorm2d):
+    """airbench94.py's: momentum 0.6 in its convention (1 - 0.6 in torch's), eps 1e-12, the scale frozen."""
+
+    def __init__(self, ch):
+        super().__init__(ch, eps=1e-12, momentum=1 - 0.6)
+        self.weight.requires_grad = False
+
+
+class _RefGroup(nn.Module):
+    def __init__(self, c_in, c_out):
+        super().__init__()
+        self.conv1, self.pool, self.norm1 = nn.Conv2d(c_in, c_out, 3, padding="same", bias=False), nn.MaxPool2d(2), \
+            _RefBatchNorm(c_out)
+        self.conv2, self.norm2, self.activ = nn.Conv2d(c_out, c_out, 3, padding="same", bias=False), \
+            _RefBatchNorm(c_out), nn.GELU()
+
+    def forward(self, x):
+        x = self.activ(self.norm1(self.pool(self.conv1(x))))
+        return self.activ(self.norm2(self.conv2(x)))
+
+
+class _RefMul(nn.Module):
+    def forward(self, x):
+        return x / 9
+
+
+def _reference_net(widths):
+    """airbench94.py's make_net (its final MaxPool2d(3) as a global max-pool, the same on its 3x3 map)."""
+    net = nn.Sequential(nn.Conv2d(3, 24, 2, padding=0, bias=True), nn.GELU(), _RefGroup(24, widths[0]),
+                        _RefGroup(widths[0], widths[1]), _RefGroup(widths[1], widths[2]), nn.AdaptiveMaxPool2d(1),
+                        nn.Flatten(), nn.Linear(widths[2], 10, bias=False), _RefMul())
+    net[0].weight.requires_grad = False
+    nn.init.zeros_(net[0].bias)  # its Conv zeroes every bias at construction
+    return net
+
+
+def _reference_whitening(layer, images, eps=5e-4):
+    """airbench94.py's init_whitening_conv: eigenvectors of the 2x2 patches' uncentred covariance."""
+    c, (h, w) = images.shape[1], layer.weight.shape[2:]
+    patches = images.unfold(2, h, 1).unfold(3, w, 1).transpose(1, 3).reshape(-1, c, h, w).float()
+    flat = patches.view(len(patches), -1)
+    values, vectors = torch.linalg.eigh(flat.T @ flat / len(flat), UPLO="U")
+    values, vectors = values.flip(0).view(-1, 1, 1, 1), vectors.T.reshape(c * h * w, c, h, w).flip(0)
+    scaled = vectors / torch.sqrt(values + eps)
+    layer.weight.data[:] = torch.cat((scaled, -scaled))
+
+
+class _Recorded:
+    """kit's training batches, each pass's (inputs, labels) kept so that the reference replays the same ones."""
+
+    def __init__(self, batches):
+        self.batches, self.passes = batches, []
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __iter__(self):
+        self.passes.append([])
+        for x, y in self.batches:
+            self.passes[-1].append((x.clone(), y.clone()))
+            yield x, y
+
+    def __getattr__(self, name):
+        return getattr(self.batches, name)
+
+
+def test_kit_trains_as_airbench94_does_step_for_step():
+    """kit's fit with airbench94.yaml's train section (decoupled Nesterov SGD, 64x norm-bias lr, triangle,
+    Lookahead-EMA, label smoothing, whitening from data and its bias frozen after its epochs) ends on the
+    weights that airbench94.py's own loop reaches on the same batches: the same method, not a look-alike."""
+    from kit.models import build_model
+    from kit.recipe import load_recipe
+    from kit.train.device import pick_device
+    from kit.train.loop import fit
+
+    recipe = load_recipe("recipes/cifar10/airbench94.yaml")
+    widths, epochs, batch, n = [8, 16, 16], 5, 32, 192
+    cfg = recipe.train.model_copy(update={"epochs": epochs, "batch_size": batch, "init_images": 64,
+                                          "lookahead": recipe.train.lookahead.model_copy(update={"every": 2})})
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=n)
+    normalizer = Normalizer.from_images(images, None)
+    batches = _Recorded(ArrayBatches(images, labels, np.arange(n), batch, normalizer, shuffle=True, seed=1,
+                                     drop_last=True, augment=BatchAugment([AlternatingFlip(seed=1)], seed=1)))
+    torch.manual_seed(0)
+    params = dict(recipe.model.params, widths=widths)
+    kit_net = build_model(recipe.model.model_copy(update={"params": params}), 10, 3, 32)
+    ref_net = _reference_net(widths)
+    kit_state = {k: v for k, v in kit_net.state_dict().items() if not k.endswith("whitened")}  # kit's flag
+    assert [v.shape for v in ref_net.state_dict().values()] == [v.shape for v in kit_state.values()]
+    ref_net.load_state_dict(dict(zip(ref_net.state_dict(), kit_state.values())))
+    nn.init.zeros_(ref_net[0].bias)  # kit zeroes it when it whitens
+    kit_whitening = []
+    kit_net.stem[0].register_forward_pre_hook(lambda m, _: kit_whitening.append(m.weight.detach().clone()))
+    fit(kit_net, batches, None, cfg, pick_device("cpu"))
+    kit_whitening = kit_whitening[0]  # the filters kit's loop computed before its first step
+
+    # airbench94.py's main(), its hyper-parameters those of the recipe
+    opt, ahead = cfg.optimizer, cfg.lookahead
+    kilostep_scale = opt.lr_per * (1 + 1 / (1 - opt.momentum))
+    lr, wd = opt.lr / kilostep_scale, opt.weight_decay * batch / kilostep_scale
+    lr_biases = lr * opt.norm_bias_lr_scale
+    norm_biases = [p for k, p in ref_net.named_parameters() if "norm" in k and p.requires_grad]
+    other = [p for k, p in ref_net.named_parameters() if "norm" not in k and p.requires_grad]
+    optimizer = torch.optim.SGD([dict(params=norm_biases, lr=lr_biases, weight_decay=wd / lr_biases),
+                                 dict(params=other, lr=lr, weight_decay=wd / lr)], momentum=opt.momentum, nesterov=True)
+    total = epochs * len(batches)
+    sched = cfg.scheduler
+    schedule = np.interp(np.arange(total + 1), [0, sched.peak_at * total, total],
+                         [sched.start_lr_ratio, 1, sched.min_lr_ratio])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: schedule[i])
+    _reference_whitening(ref_net[0], batches.first_images(cfg.init_images))
+    # the same filters up to each eigenvector's sign (eigh's choice): then the reference takes kit's signs
+    kit_filters, ref_filters = kit_whitening.flatten(1), ref_net[0].weight.detach().flatten(1)
+    same = torch.isclose(kit_filters, ref_filters, atol=1e-4).all(1) | torch.isclose(kit_filters, -ref_filters, atol=1e-4).all(1)
+    assert same.all()
+    ref_net[0].weight.data.copy_(kit_whitening)
+    ema, step = None, 0
+    for epoch in range(epochs):
+        ref_net[0].bias.requires_grad = epoch < recipe.model.params["whiten_bias_epochs"]
+        ref_net.train()
+        for x, y in batches.passes[epoch]:
+            loss = nn.functional.cross_entropy(ref_net(x), y, label_smoothing=cfg.label_smoothing, reduction="sum")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            if epoch >= ahead.start_epoch and step % ahead.every == 0:
+                with torch.no_grad():
+                    if ema is None:
+                        ema = {k: v.clone() for k, v in ref_net.state_dict().items()}
+                    else:
+                        rho = ahead.decay_base ** ahead.every * (step / total) ** ahead.decay_pow
+                        for e, v in zip(ema.values(), ref_net.state_dict().values()):
+                            if v.is_floating_point():
+                                e.lerp_(v, 1 - rho)
+                                v.copy_(e)
+        if ema is not None:
+            with torch.no_grad():
+                for e, v in zip(ema.values(), ref_net.state_dict().values()):
+                    if v.is_floating_point():
+                        v.copy_(e)
+    assert len(batches.passes) == epochs and ema is not None  # every epoch ran, the Lookahead took part
+    kit_state = {k: v for k, v in kit_net.state_dict().items() if not k.endswith("whitened")}
+    for (name, a), b in zip(kit_state.items(), ref_net.state_dict().values()):
+        if a.is_floating_point():
+            assert torch.allclose(a, b, atol=1e-5, rtol=1e-4), name  # seen: 2e-7
+    moved = kit_net.stage1[0].weight - build_model(recipe.model.model_copy(update={"params": params}), 10, 3, 32).stage1[0].weight
+    assert moved.abs().max() > 1e-3  # and training moved the weights
