@@ -305,7 +305,7 @@ def test_kit_trains_as_airbench94_does_step_for_step():
     nn.init.zeros_(ref_net[0].bias)  # kit zeroes it when it whitens
     kit_whitening = []
     kit_net.stem[0].register_forward_pre_hook(lambda m, _: kit_whitening.append(m.weight.detach().clone()))
-    fit(kit_net, batches, None, cfg, pick_device("cpu"))
+    fit(kit_net, batches, None, cfg, pick_device("cpu", "fp32"))  # the reference runs in fp32
     kit_whitening = kit_whitening[0]  # the filters kit's loop computed before its first step
 
     # airbench94.py's main(), its hyper-parameters those of the recipe

@@ -103,10 +103,27 @@ def test_cuda_gets_autocast_channels_last_and_tf32(fake_cuda, bf16, amp):
     assert pick_device("auto", "fp32").amp_dtype is None  # a recipe's precision overrides the choice
 
 
-def test_cpu_keeps_plain_fp32(monkeypatch):
+def test_cpu_keeps_plain_fp32_without_amx(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr("kit.train.device.cpu_has_amx", lambda: False)
     settings = pick_device("auto")
     assert settings.device == CPU and settings.amp_dtype is None and not settings.channels_last
+
+
+def test_cpu_with_amx_trains_in_bf16_channels_last_unless_the_recipe_says_otherwise(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr("kit.train.device.cpu_has_amx", lambda: True)
+    settings = pick_device("auto")
+    assert settings.device == CPU and settings.amp_dtype == torch.bfloat16 and settings.channels_last
+    assert pick_device("cpu", "fp32").amp_dtype is None and not pick_device("cpu", "fp32").channels_last
+    assert not pick_device("cpu", memory_format="contiguous").channels_last
+    assert pick_device("cpu", memory_format="contiguous").amp_dtype == torch.bfloat16
+
+
+def test_amx_is_what_this_cpu_reports():
+    from kit.train.device import cpu_has_amx
+
+    assert cpu_has_amx() == bool(torch.cpu._is_amx_tile_supported())
 
 
 def test_torch_compile_only_when_the_recipe_asks_and_cuda_runs(monkeypatch):
@@ -207,9 +224,10 @@ def test_predictions_with_tta_on_a_gpu_equal_the_cpus():
     assert on_gpu.shape == on_cpu.shape == (40, 4) and np.allclose(on_gpu, on_cpu, atol=1e-3)
 
 
-def test_memory_format_is_channels_last_on_the_cpu_only_when_the_recipe_asks():
+def test_memory_format_is_channels_last_on_the_cpu_only_when_the_recipe_asks(monkeypatch):
     from kit.train.device import pick_device
 
+    monkeypatch.setattr("kit.train.device.cpu_has_amx", lambda: False)
     assert not pick_device("cpu").channels_last
     assert pick_device("cpu", memory_format="channels_last").channels_last
     assert not pick_device("cpu", memory_format="contiguous").channels_last

@@ -211,7 +211,7 @@ def test_early_stopping_stops_when_the_validation_loss_stalls():
 
 
 def test_precision_switches_are_honoured():
-    assert pick_device("cpu").amp_dtype is None and not pick_device("cpu").channels_last
+    assert pick_device("cpu", "fp32").amp_dtype is None and not pick_device("cpu", "fp32").channels_last
     assert pick_device("cpu", "bf16").amp_dtype == torch.bfloat16
     assert pick_device("cpu", "fp16").uses_grad_scaler
     train, val = toy_data()

@@ -84,15 +84,18 @@ def test_oof_and_test_go_through_the_same_views(few_epochs_store):
     model = build_model(ModelConfig(arch="vgg_small", params=manifest["predict"]["params"]), 10, 1, 8)
     model.load_state_dict(torch.load(fold_dir / "weights.pt", weights_only=True))
     model.eval()
+    settings = pick_device("cpu", manifest["predict"].get("precision", "auto"))
+    if settings.channels_last:
+        model.to(memory_format=torch.channels_last)
     normalizer = Normalizer(manifest["predict"]["mean"], manifest["predict"]["std"], manifest["image_size"])
     with np.load(fold_dir / "oof.npz") as oof, np.load(fold_dir / "test.npz") as test:
         oof_id, oof_row = oof["ids"][0], oof["probs"][0]
         test_id, test_row = test["ids"][5], test["probs"][5]
     for split_ids, images, image_id, stored in ((data.train_ids, data.train_images, oof_id, oof_row),
                                                  (data.test_ids, data.test_images, test_id, test_row)):
-        x = normalizer(images[list(split_ids).index(image_id)][None])
-        with torch.no_grad():
-            by_hand = (torch.softmax(model(x), 1) + torch.softmax(model(x.flip(-1)), 1)) / 2
+        x = settings.to_device(normalizer(images[list(split_ids).index(image_id)][None]))
+        with torch.no_grad(), settings.autocast():  # the precision and layout kit predicted with
+            by_hand = (torch.softmax(model(x).float(), 1) + torch.softmax(model(x.flip(-1)).float(), 1)) / 2
         assert np.allclose(by_hand[0].numpy(), stored, atol=1e-5)
         with torch.no_grad():
             assert not np.allclose(torch.softmax(model(x), 1)[0].numpy(), stored, atol=1e-4)  # TTA did change it

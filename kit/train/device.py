@@ -1,10 +1,14 @@
 """The device and the numeric settings that come with it.
 
 On CUDA: bf16 autocast where the GPU supports it (else fp16 with a grad scaler), channels_last
-memory format and TF32 matmuls. On the CPU: plain fp32, which is what CPUs are fast at.
-A recipe's train.precision (fp32, bf16, fp16) overrides the automatic choice on either, and its
-train.memory_format the layout: channels_last pays on the CPU too for depthwise-separable nets
-(EfficientNet-Lite0 trained 1.4x faster at 128 px on one of these CPUs), not for every net.
+memory format and TF32 matmuls. On a CPU with AMX tiles (Intel Xeon since Sapphire Rapids), whose
+matrix units multiply bf16: bf16 autocast and channels_last, the layout oneDNN's bf16 convolutions
+want (airbench's net trained 4.2x faster than in fp32 on one of these CPUs, bench/cpu_precision.py).
+On any other CPU: plain fp32, which is what such CPUs are fast at (bf16 autocast trained a small CNN
+at 0.5x fp32 on one without AMX). A recipe's train.precision (fp32, bf16, fp16) overrides the
+automatic choice on either, and its train.memory_format the layout: channels_last pays on the CPU
+too for depthwise-separable nets (EfficientNet-Lite0 trained 1.4x faster at 128 px in fp32 on one of
+these CPUs), not for every net.
 """
 
 from __future__ import annotations
@@ -53,8 +57,19 @@ def pick_device(name: str = "auto", precision: str = "auto", memory_format: str 
         amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return DeviceSettings(device, amp if precision == "auto" else _PRECISIONS[precision],
                               channels_last=memory_format != "contiguous")
-    return DeviceSettings(device, None if precision == "auto" else _PRECISIONS[precision],
-                          channels_last=memory_format == "channels_last")
+    amp = (torch.bfloat16 if cpu_has_amx() else None) if precision == "auto" else _PRECISIONS[precision]
+    channels_last = memory_format == "channels_last" or (memory_format == "auto" and precision == "auto"
+                                                         and amp is not None)
+    return DeviceSettings(device, amp, channels_last=channels_last)
+
+
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles, which make bf16 convolutions and matmuls several times faster than fp32."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private in torch 2.x; absent: assume none
+    try:
+        return bool(probe()) if probe is not None else False
+    except RuntimeError:
+        return False
 
 
 def _checked_device(name: str) -> torch.device:
