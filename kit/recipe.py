@@ -175,6 +175,11 @@ class TrainConfig(Strict):
     init_images: int | None = Field(None, gt=0)
     # stop a fold when the validation loss has not improved for this many epochs (None: train every epoch)
     early_stopping: int | None = Field(None, gt=0)
+    # the epoch whose weights predict the held-out fold and the test set: `best`, the lowest validation
+    # loss; `last`, the final epoch, for methods whose schedule ends on the model they mean (airbench's
+    # decay to a small lr with the Lookahead averaging most strongly at the end), and which leaves the
+    # held-out labels out of the choice
+    keep: Literal["best", "last"] = "best"
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     # auto: bf16 autocast on CUDA (fp16 with loss scaling where bf16 is missing), fp32 on the CPU
     precision: Literal[PRECISIONS] = "auto"
@@ -203,6 +208,8 @@ class TrainConfig(Strict):
     def _one_average(self):
         if self.lookahead is not None and self.ema_decay is not None:
             raise ValueError("ema_decay and lookahead both average the weights; choose one")
+        if self.keep == "last" and self.early_stopping is not None:
+            raise ValueError("early_stopping waits for the best epoch; with keep: last every epoch trains, remove one")
         return self
 
 
@@ -370,6 +377,8 @@ class Recipe(Strict):
         else:
             del recipe["augment"]
         del recipe["train"]["log"]  # how a run is watched, never what it computes
+        if recipe["train"]["keep"] == "best":  # came later: at its default, models stored before keep their hash
+            del recipe["train"]["keep"]
         # TTA as the store records it (kit/tta.py): a shift that no view uses changes nothing
         from .tta import TTA
 

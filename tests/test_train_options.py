@@ -15,7 +15,8 @@ from kit.train.batches import ArrayBatches, Normalizer
 from kit.train.device import DeviceSettings, pick_device
 from kit.train.ema import WeightEMA
 from kit.train.finetune import Finetune, model_stages
-from kit.train.loop import fit
+from kit.metrics import log_loss
+from kit.train.loop import fit, predict_proba
 from kit.train.optim import LRSchedule, build_optimizer
 from tests.conftest import write_recipe
 
@@ -231,3 +232,21 @@ def test_a_recipe_with_every_option_trains_into_the_store(workdir):
     assert summary.folds_trained == 2 and summary.cv["accuracy"] > 0.1
     fold = json.loads((workdir / "store" / "digits" / "models" / "options" / "seed0" / "fold0" / "fold.json").read_text())
     assert "stopped_early" in fold and 1 <= len(fold["history"]) <= 2
+
+
+def test_keep_last_holds_the_final_epochs_weights_and_best_keeps_the_lowest_val_loss():
+    train, val = toy_data()
+    kept = {}
+    for keep in ("best", "last"):
+        model = small_net()
+        result = fit(model, train, val, train_cfg(epochs=4, keep=keep, optimizer={"name": "sgd", "lr": 0.5}),
+                     DeviceSettings(torch.device("cpu"), None, channels_last=False))
+        losses = [h["val_loss"] for h in result.history]
+        kept[keep] = (result.best_epoch, losses, predict_proba(model, val, DeviceSettings(torch.device("cpu"), None, False)))
+    best_epoch, losses, best_probs = kept["best"]
+    last_epoch, last_losses, last_probs = kept["last"]
+    assert best_epoch == int(np.argmin(losses)) and last_epoch == 3
+    labels = val.labels[val.indices]
+    # the weights held at the end predict what their epoch's validation pass measured
+    assert log_loss(labels, last_probs) == pytest.approx(last_losses[-1], rel=1e-5)
+    assert log_loss(labels, best_probs) == pytest.approx(min(losses), rel=1e-5)

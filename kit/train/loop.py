@@ -47,7 +47,8 @@ def fit(model: nn.Module, train_batches: ArrayBatches, val_batches: ArrayBatches
         settings: DeviceSettings, reporter: Reporter = SILENT, progress_key: str = "epochs",
         checkpoint: EpochCheckpoint | None = None, mixer: BatchMixer | None = None,
         teacher_loss: TeacherLoss | None = None, log=None) -> FitResult:
-    """Train `model` in place for cfg.epochs; on return it holds the weights of its best epoch (lowest val loss).
+    """Train `model` in place for cfg.epochs; on return it holds the weights of its best epoch (lowest val loss),
+    or of its last with cfg.keep 'last'.
 
     Without `val_batches` (a refit on every training image: nothing is held out) no epoch is
     validated, so none is chosen: the model keeps its last epoch's weights (the EMA's, with one),
@@ -122,7 +123,7 @@ def fit(model: nn.Module, train_batches: ArrayBatches, val_batches: ArrayBatches
                                "seconds": time.perf_counter() - started})
         if log is not None:
             log.epoch(result.history[-1])
-        if val_loss is None:  # unvalidated: the latest epoch is the one kept
+        if val_loss is None or cfg.keep == "last":  # unvalidated, or the recipe keeps its last epoch
             result.best_epoch = epoch
         elif val_loss < best_loss:
             best_loss, result.best_epoch = val_loss, epoch
@@ -140,7 +141,7 @@ def fit(model: nn.Module, train_batches: ArrayBatches, val_batches: ArrayBatches
             break
     if log is not None:
         log.close()
-    if val_batches is None and ema is not None:
+    if best_state is None and ema is not None:  # the last epoch kept: its averaged weights
         model.load_state_dict(ema.module.state_dict())
     elif best_state is not None:
         model.load_state_dict(best_state)
