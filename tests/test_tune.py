@@ -219,6 +219,7 @@ def test_values_drawn_again_are_told_the_finished_trials_score_and_another_recip
     ({"train.optimizer.lr": {"uniform": [0.1, 0.01]}}, "r.yaml: tune.train.optimizer.lr.uniform: low must be below high"),
     ({"train.epochs": {"uniform": [1, 3]}}, "tune.train.epochs = 1.754: train.epochs: input should be a valid integer"),
     ({"cv.folds": {"int": [2, 3]}}, "tune.cv.folds: cv cannot be searched"),
+    ({"augment": {"choice": ["light", "mediun"]}}, "tune.augment = mediun: augment.transforms.0: 'mediun' is not"),
     ({"model.params.convs_per_stage": {"int": [1, 2], "when": {"model.arch": "vgg_small"}}},
      "no choice in tune: sets model.arch"),
     ({"augment.mixup.p": {"uniform": [0, 0.8]}, "augment.cutmix.p": {"uniform": [0, 0.8]}},
