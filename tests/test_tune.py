@@ -137,6 +137,40 @@ def test_killed_mid_trial_the_rerun_takes_it_up_and_repeats_nothing(workdir):
     assert store.manifest("digits", "k-t1").complete
 
 
+def _tune_and_count(path, store_root, trials, out):
+    import torch
+
+    torch.set_num_threads(1)
+    out.write_text(str(tune_recipe(path, Store(store_root), trials).ran))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_two_processes_share_one_study_and_never_run_the_same_trial(workdir):
+    path = write_recipe(workdir / "recipes", "s", tune={**LR, "pruner": {"name": "none"}})
+    store = Store(workdir / "store")
+    tune_recipe(path, store, 1)  # trial 0 (the recipe's own values), here: also imports all a forked child needs
+
+    # two processes started together on the same study, each asked for 3 trials in all: 2 more between them
+    fork = multiprocessing.get_context("fork")
+    counts = [workdir / f"ran{i}.txt" for i in range(2)]
+    children = [fork.Process(target=_tune_and_count, args=(path, store.root, 3, out)) for out in counts]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(timeout=600)
+    assert [child.exitcode for child in children] == [0, 0]
+    ran = [int(out.read_text()) for out in counts]
+    assert sum(ran) == 2, ran  # no trial run twice, none beyond --trials
+
+    trials = study(store, "s").get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 3
+    assert study(store, "s").user_attrs["processes"] == 3  # each process drew from its own seed
+    assert trials[1].params != trials[2].params
+    assert sorted(store.model_names("digits")) == ["s-t0", "s-t1", "s-t2"]
+    for t in trials:
+        assert store.manifest("digits", f"s-t{t.number}").cv["accuracy"] == pytest.approx(t.value)
+
+
 def test_a_ruinous_learning_rate_is_pruned_and_left_out_of_blends(workdir):
     path = write_recipe(workdir / "recipes", "p", train__batch_size=32,
                         tune={"train.optimizer.lr": {"log_uniform": [1.0e-7, 1.0e-1]}, "pruner": {"startup_trials": 1}})
@@ -185,6 +219,7 @@ def test_values_drawn_again_are_told_the_finished_trials_score_and_another_recip
     ({"train.optimizer.lr": {"uniform": [0.1, 0.01]}}, "r.yaml: tune.train.optimizer.lr.uniform: low must be below high"),
     ({"train.epochs": {"uniform": [1, 3]}}, "tune.train.epochs = 1.754: train.epochs: input should be a valid integer"),
     ({"cv.folds": {"int": [2, 3]}}, "tune.cv.folds: cv cannot be searched"),
+    ({"augment": {"choice": ["light", "mediun"]}}, "tune.augment = mediun: augment.transforms.0: 'mediun' is not"),
     ({"model.params.convs_per_stage": {"int": [1, 2], "when": {"model.arch": "vgg_small"}}},
      "no choice in tune: sets model.arch"),
     ({"augment.mixup.p": {"uniform": [0, 0.8]}, "augment.cutmix.p": {"uniform": [0, 0.8]}},
