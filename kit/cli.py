@@ -179,6 +179,9 @@ def tune(
         help="accuracy, log_loss or macro_f1: each trial's k-fold CV score the search optimises (default: the "
              "tune: section's metric, the study's, else accuracy).", show_default=False)] = None,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, or cuda:N.")] = "auto",
+    executor: ExecutorOption = "serial",
+    workers: WorkersOption = None,
+    address: AddressOption = None,
     store: StoreOption = Path("store"),
 ):
     """Search the recipe's tune: space with Optuna (TPE sampler, median pruner): each trial is the recipe with
@@ -186,7 +189,8 @@ def tune(
     RECIPE-t<n>, and scored by its CV; a trial whose completed folds score worse than the median is pruned.
 
     The study lives in store/<competition>/tune/<recipe>/ (study.journal, trials.csv, best.yaml, summary.md,
-    history.png, importances.png). The space's extremes are loaded as recipes before anything trains.
+    history.png, importances.png). The space's extremes are loaded as recipes before anything trains. A trial's
+    (seed, fold) jobs run on --executor as kit train's do (docs/distributed.md).
 
     Example: [bold]kit tune recipes/digits/vgg_small.yaml --trials 20 --timeout 2h[/bold]   then   [bold]kit blend -m 'vgg_small-t*' --method caruana[/bold]   and   [bold]kit train store/digits/tune/vgg_small/best.yaml --full[/bold]
     """
@@ -197,7 +201,7 @@ def tune(
 
     seconds = None if timeout is None else parse_duration(timeout)
     s = tune_recipe(recipe, Store(store), trials, timeout=seconds, metric=metric, device=device,
-                    reporter=RichReporter())
+                    reporter=RichReporter(), jobs_executor=executor, workers=workers, address=address)
     if not s.table_shown:  # else the table printed after the last trial is this one
         console.print(make_table(*trials_table(s.trials, s.space, s.metric, s.recipe, s.target)))
     if s.importances:
