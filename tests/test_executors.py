@@ -112,19 +112,16 @@ def test_process_executor_killed_worker_and_a_second_train(workdir, serial_store
                               "--workers", "2"], cwd=workdir, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
     try:
-        store = workdir / "store"
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and not _held_jobs(store):
-            time.sleep(0.05)
+        killed = _kill_one_worker(workdir / "store", time.monotonic() + 900)  # the first job past its first epoch
+        # most jobs are still to run: the first kit train holds the models' locks
         second = subprocess.run([sys.executable, "-m", "kit", "train", *map(str, paths)], cwd=workdir, env=env,
-                                capture_output=True, text=True, timeout=240)
-        assert second.returncode == 2 and "is in use by kit pid" in second.stderr, second.stderr
-        killed = _kill_one_worker(store, deadline)
-        out = first.communicate(timeout=400)[0]
+                                capture_output=True, text=True, timeout=900)
+        out = first.communicate(timeout=1200)[0]
     finally:
         if first.poll() is None:
             first.kill()
     assert killed, "no worker was found mid-job to kill"
+    assert second.returncode == 2 and "is in use by kit pid" in second.stderr, second.stderr
     assert first.returncode == 0, out
     assert "a worker process died" in out
     assert_same_store(serial_store, workdir / "store")
@@ -165,7 +162,7 @@ def test_ray_retries_a_killed_worker(workdir, serial_store, local_ray):
     from kit.train.executors import RayExecutor
 
     killed = {}
-    killer = threading.Thread(target=lambda: killed.update(_kill_one_worker(workdir / "store", time.monotonic() + 240)),
+    killer = threading.Thread(target=lambda: killed.update(_kill_one_worker(workdir / "store", time.monotonic() + 900)),
                               daemon=True)
     killer.start()
     _train_on(RayExecutor(workers=2), workdir)
