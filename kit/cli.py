@@ -37,7 +37,7 @@ CompetitionOption = Annotated[Optional[str], typer.Option(
 
 ExecutorOption = Annotated[str, typer.Option(
     "--executor", help="Where the (recipe, seed, fold) jobs run: serial (this process), process (local worker "
-                       "processes) or ray (Ray tasks; pip install 'kit[ray]'; docs/distributed.md).")]
+                       "processes) or ray (Ray tasks; pip install 'kit\\[ray]'; docs/distributed.md).")]
 WorkersOption = Annotated[Optional[int], typer.Option(
     "--workers", help="process: worker processes (default: one per core, each job cores // workers threads); "
                       "ray: the CPUs of the local Ray kit starts (default all).", show_default=False)]
