@@ -70,8 +70,8 @@ class ProcessExecutor:
     """Jobs in `workers` local worker processes (default: one per core), each job with cores // workers torch
     threads so that the workers together do not oversubscribe the machine.
 
-    The workers are started fresh (spawn: no OpenMP pool or lock inherited from this process) and kept for the
-    run; each reads the data from the decoded cache once per recipe. A worker that dies (killed, out of memory)
+    The workers start fresh (from a fork server: no OpenMP pool or lock inherited from this process) and are
+    kept for the run; each reads the data from the decoded cache once per recipe. A worker that dies (killed, out of memory)
     takes its pool down: the unfinished jobs go to a new pool, each at most `max_retries` more times, and
     resume from their epoch checkpoints."""
 
@@ -84,7 +84,6 @@ class ProcessExecutor:
         self.max_retries = max_retries
 
     def run(self, jobs: list[TrainJob], done: Done, reporter: Reporter = SILENT) -> None:
-        import multiprocessing
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
         from concurrent.futures.process import BrokenProcessPool
 
@@ -93,7 +92,7 @@ class ProcessExecutor:
         try:
             while pending:
                 workers = min(self.workers, len(pending))
-                with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                with ProcessPoolExecutor(workers, mp_context=_worker_start()) as pool:
                     futures = {pool.submit(run_job, replace(job, threads=self.threads)): job for job in pending}
                     pending = []
                     try:
@@ -202,6 +201,18 @@ class RayExecutor:
             raise
         finally:
             board.close()
+
+
+def _worker_start():
+    """How worker processes start: forked from a fork server that imported kit's training (and torch) once, so
+    each worker starts at once yet inherits no threads or locks from this process; spawned where fork is not."""
+    import multiprocessing
+
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["kit.train.run"])
+        return context
+    return multiprocessing.get_context("spawn")
 
 
 def _ray_job(job: TrainJob) -> dict:
