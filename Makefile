@@ -12,7 +12,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --editable '.[dev,weights,tune,tensorboard]'
+	$(BIN)/python -m pip install --quiet --editable '.[dev,weights,tune,tensorboard,ray]'
 	touch $(STAMP)
 
 install: $(STAMP)

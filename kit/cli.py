@@ -35,6 +35,17 @@ CompetitionOption = Annotated[Optional[str], typer.Option(
                                 "the store holds several and nothing else tells which).")]
 
 
+ExecutorOption = Annotated[str, typer.Option(
+    "--executor", help="Where the (recipe, seed, fold) jobs run: serial (this process), process (local worker "
+                       "processes) or ray (Ray tasks; pip install 'kit\\[ray]'; docs/distributed.md).")]
+WorkersOption = Annotated[Optional[int], typer.Option(
+    "--workers", help="process: worker processes (default: one per core, each job cores // workers threads); "
+                      "ray: the CPUs of the local Ray kit starts (default all).", show_default=False)]
+AddressOption = Annotated[Optional[str], typer.Option(
+    "--address", help="ray: join the running cluster at this address (HEAD:6379, or 'auto' on a node of it) "
+                      "instead of starting a local Ray.", show_default=False)]
+
+
 def exits_cleanly(command):
     """Turn KitError into a red line and exit code 2; Ctrl-C into exit code 130."""
 
@@ -73,6 +84,9 @@ def train(
         "--full", help="Refit each recipe once per seed on every training image, for the median best epoch of its "
                        "finished folds, and store its test predictions beside the folds (kit blend --full uses "
                        "them); the folds must be trained first. With --force: refit again.")] = False,
+    executor: ExecutorOption = "serial",
+    workers: WorkersOption = None,
+    address: AddressOption = None,
     store: StoreOption = Path("store"),
 ):
     """Train each recipe k-fold and write its out-of-fold and test predictions to the store.
@@ -80,12 +94,17 @@ def train(
     Finished folds are skipped and an unfinished fold resumes from its last finished epoch,
     so rerunning after a crash only trains what is missing.
 
-    Example: [bold]kit train recipes/digits/vgg_small.yaml recipes/digits/resnet_small.yaml[/bold]   then   [bold]kit train recipes/digits/vgg_small.yaml --full[/bold]
+    Every (recipe, seed, fold) is a job: --executor process runs them in local worker processes, --executor ray
+    as Ray tasks on this machine or a cluster (docs/distributed.md); the store ends the same.
+
+    Example: [bold]kit train recipes/digits/vgg_small.yaml recipes/digits/resnet_small.yaml --executor process --workers 2[/bold]   then   [bold]kit train recipes/digits/vgg_small.yaml --full[/bold]
     """
     from .console import RichReporter
     from .recipe import load_recipe
     from .store import Store
     from .train import train_recipe
+    from .train.executors import create_executor
+    from .train.run import train_recipes
 
     only = _fold_list(folds)
     if full and only is not None:
@@ -96,13 +115,18 @@ def train(
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise KitError(f"two recipes are both named '{dup}'; give one a different name: field")
+    if full and executor != "serial":
+        raise KitError("--full refits each seed in this process; it takes no --executor")
+    jobs_on = create_executor(executor, workers, address)
     summaries = []
-    for recipe in loaded:
-        s = train_recipe(recipe, Store(store), RichReporter(), force=force, device=device, wait=wait, folds=only,
-                         full=full)
-        if full:
-            _print_refits(s)
-            continue
+    if full:
+        for recipe in loaded:
+            _print_refits(train_recipe(recipe, Store(store), RichReporter(), force=force, device=device, wait=wait,
+                                       full=True))
+        return
+    # every recipe planned first, then all their jobs on the executor together
+    for s in train_recipes(loaded, Store(store), RichReporter(), force=force, device=device, wait=wait, folds=only,
+                           executor=jobs_on):
         if s.cv is None:
             console.print(f"[yellow]{s.model}[/yellow]: {s.folds_trained} folds trained, {s.folds_skipped} in the "
                           f"store, {s.folds_missing} still to train (kit train without --folds finishes it), "
@@ -155,6 +179,9 @@ def tune(
         help="accuracy, log_loss or macro_f1: each trial's k-fold CV score the search optimises (default: the "
              "tune: section's metric, the study's, else accuracy).", show_default=False)] = None,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, or cuda:N.")] = "auto",
+    executor: ExecutorOption = "serial",
+    workers: WorkersOption = None,
+    address: AddressOption = None,
     store: StoreOption = Path("store"),
 ):
     """Search the recipe's tune: space with Optuna (TPE sampler, median pruner): each trial is the recipe with
@@ -162,7 +189,8 @@ def tune(
     RECIPE-t<n>, and scored by its CV; a trial whose completed folds score worse than the median is pruned.
 
     The study lives in store/<competition>/tune/<recipe>/ (study.journal, trials.csv, best.yaml, summary.md,
-    history.png, importances.png). The space's extremes are loaded as recipes before anything trains.
+    history.png, importances.png). The space's extremes are loaded as recipes before anything trains. A trial's
+    (seed, fold) jobs run on --executor as kit train's do (docs/distributed.md).
 
     Example: [bold]kit tune recipes/digits/vgg_small.yaml --trials 20 --timeout 2h[/bold]   then   [bold]kit blend -m 'vgg_small-t*' --method caruana[/bold]   and   [bold]kit train store/digits/tune/vgg_small/best.yaml --full[/bold]
     """
@@ -173,7 +201,7 @@ def tune(
 
     seconds = None if timeout is None else parse_duration(timeout)
     s = tune_recipe(recipe, Store(store), trials, timeout=seconds, metric=metric, device=device,
-                    reporter=RichReporter())
+                    reporter=RichReporter(), jobs_executor=executor, workers=workers, address=address)
     if not s.table_shown:  # else the table printed after the last trial is this one
         console.print(make_table(*trials_table(s.trials, s.space, s.metric, s.recipe, s.target)))
     if s.importances:

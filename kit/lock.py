@@ -50,8 +50,10 @@ def holder(path: Path) -> str | None:
 
 
 @contextlib.contextmanager
-def exclusive(path: Path, what: str, wait: bool = False):
-    """Hold an exclusive lock on `path` for the block; StoreError if another process holds it."""
+def exclusive(path: Path, what: str, wait: bool = False, where: str = ""):
+    """Hold an exclusive lock on `path` for the block; StoreError if another process holds it.
+
+    `where`: said after the holder's pid in the lock file (' on HOST', for a job that may run on any node)."""
     path = Path(path)
     try:  # the store's first write: a read-only store or a full disk fails here, in one line
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,7 +68,7 @@ def exclusive(path: Path, what: str, wait: bool = False):
                              f"(or rerun with --wait), or stop it: a stopped run resumes where it left off")
         f.seek(0)
         f.truncate()
-        f.write(f"kit pid {os.getpid()} since {dt.datetime.now().isoformat(timespec='seconds')}")
+        f.write(f"kit pid {os.getpid()}{where} since {dt.datetime.now().isoformat(timespec='seconds')}")
         f.flush()
         try:
             yield

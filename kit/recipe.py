@@ -222,6 +222,14 @@ class PredictConfig(Strict):
     batch_size: int = Field(512, gt=0)
 
 
+class ResourcesConfig(Strict):
+    """What one (seed, fold) job asks of the node it runs on under --executor ray (docs/distributed.md): CPU
+    cores (its torch threads) and GPUs, fractional ones shared by several jobs. Never part of the hash."""
+
+    cpus: float = Field(1.0, gt=0)
+    gpus: float = Field(0.0, ge=0)
+
+
 class MixConfig(Strict):
     # the chance that a training batch is mixed this way
     p: float = Field(0.5, ge=0, le=1)
@@ -319,6 +327,8 @@ class Recipe(Strict):
     cv: CVConfig = Field(default_factory=CVConfig)
     train: TrainConfig
     predict: PredictConfig = Field(default_factory=PredictConfig)
+    # what each job asks of its node under an executor (kit/train/executors.py); where it runs, not what it computes
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     tta: TTAConfig = Field(default_factory=TTAConfig)
     # learn from stored models' predictions: pseudo-labels and distillation (None: from the labels alone)
@@ -369,7 +379,7 @@ class Recipe(Strict):
         return stable_hash(self._hashed())
 
     def _hashed(self) -> dict:
-        recipe = self.model_dump(mode="json", exclude={"name", "predict", "tune"})
+        recipe = self.model_dump(mode="json", exclude={"name", "predict", "resources", "tune"})
         # augment and tta came after models were first stored: at their defaults they are left out, so
         # those models keep their hash; augment.workers changes how fast, never what is computed
         if self.augment.active:

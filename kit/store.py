@@ -2,7 +2,8 @@
 
     store/<competition>/
       sample_submission.csv               a copy of the competition's, for writing submissions
-      locks/<model>.lock                  held by the kit process training <model>
+      locks/<model>.lock                  held by the kit process training <model> (from its plan to its finish)
+      locks/<model>/seed<s>/fold<k>.lock  held by the process running that job, on whichever node
       folds/k5-seed42.csv                 id, label, fold
       models/<model>/
         model.json                        manifest: recipe hash, folds hash, data fingerprint, classes, status
@@ -205,6 +206,10 @@ class Store:
     def lock_path(self, competition: str, model: str) -> Path:
         """Held by the kit process training `model` (kit/lock.py)."""
         return model_lock(self.model_dir(competition, model))
+
+    def job_lock_path(self, competition: str, model: str, seed: int, fold: int) -> Path:
+        """Held by the process training one (seed, fold) of `model`, wherever it runs (kit/train/executors.py)."""
+        return model_lock(self.model_dir(competition, model)).with_suffix("") / f"{fold_subdir(seed, fold)}.lock"
 
     def sample_submission(self, competition: str) -> Path:
         return self.competition_dir(competition) / SAMPLE_SUBMISSION

@@ -6,10 +6,12 @@ a recipe after a crash only trains what is missing.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import math
 import shutil
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,9 +77,87 @@ class FoldDone:
     total: int  # the model's (seed, fold) runs in all
 
 
+@dataclass
+class TrainJob:
+    """One (recipe, seed, fold) run, as plain values: it pickles to a worker process or a Ray task.
+
+    A job writes only its own fold folder, under its own lock; `recipe_hash`, `folds_hash` and
+    `data_fingerprint` are the plan's, which a worker checks against the store it sees (check_same_store)."""
+
+    recipe: Recipe
+    store: str
+    device: str
+    seed: int
+    fold: int
+    recipe_hash: str
+    folds_hash: str
+    data_fingerprint: str
+    threads: int | None = None  # torch threads in a worker (set by the executor); None: the process's own
+
+    @property
+    def label(self) -> str:
+        return f"{self.recipe.name} seed {self.seed} fold {self.fold}"
+
+
+@dataclass
+class JobContext:
+    """What every job of one recipe shares within a process: the decoded data, the folds, the device, the
+    normaliser, the augmentation and the teacher. The plan builds it (and the serial path reuses it); a
+    worker process builds its own once per recipe (job_context) from the files the plan left."""
+
+    recipe: Recipe
+    data: CompetitionData
+    inputs: object
+    normalizer: Normalizer
+    pipeline: object
+    folds: Folds
+    teacher: Teacher | None
+    settings: DeviceSettings
+    on_batches: BatchAugment | None = None
+    features: features_cache.CachedFeatures | None = None
+    _test_batches: object = None
+
+    def test_batches(self):
+        """The test set's batches, shared by every (seed, fold): held (and, on the CPU, normalised) once."""
+        if self.features is None and self._test_batches is None:
+            self._test_batches = batches_for(self.data.test_images, None, np.arange(len(self.data.test_ids)),
+                                             self.recipe.predict.batch_size, self.normalizer, self.settings.device)
+        return self._test_batches
+
+
+@dataclass
+class TrainPlan:
+    """A recipe planned for training: its manifest written to the store, the (seed, fold) runs it lacks as jobs."""
+
+    context: JobContext
+    store: Store
+    manifest: Manifest
+    runs: list[tuple[int, int]]  # every (seed, fold) of the model
+    finished: list[tuple[int, int]]  # in the store before this run (skipped)
+    todo: list[tuple[int, int]]  # to train now
+    was_complete: bool
+    device: str
+    seconds: float = 0.0  # planning and training time so far (the summary's seconds)
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.context.recipe
+
+    def jobs(self) -> list[TrainJob]:
+        """The jobs, with absolute paths: a worker (a Ray task) may run in another folder than this process."""
+        m, recipe = self.manifest, self.recipe
+        spec = recipe.competition_spec
+        if not spec.root.is_absolute():
+            recipe = recipe.model_copy(update={"competition": spec.model_copy(update={"root": spec.root.resolve()})})
+        return [TrainJob(recipe=recipe, store=str(self.store.root.resolve()), device=self.device, seed=s, fold=k,
+                         recipe_hash=m.recipe_hash, folds_hash=m.folds_hash, data_fingerprint=m.data_fingerprint)
+                for s, k in self.todo]
+
+
 def train_recipe(recipe: Recipe, store: Store, reporter: Reporter = SILENT, force: bool = False,
                  device: str = "auto", wait: bool = False, folds: list[int] | None = None,
-                 full: bool = False, on_fold: Callable[[FoldDone], None] | None = None) -> TrainSummary:
+                 full: bool = False, on_fold: Callable[[FoldDone], None] | None = None,
+                 executor=None) -> TrainSummary:
     """Train every (seed, fold) of `recipe` that the store lacks; one process per model at a time.
 
     `folds`: train only these folds (of every seed); the model stays unfinished (status 'training',
@@ -86,11 +166,48 @@ def train_recipe(recipe: Recipe, store: Store, reporter: Reporter = SILENT, forc
     number of epochs its finished folds chose; `force` then redoes the refit, never the folds.
     `on_fold`: called after each (seed, fold) run is in the store (kit tune reports the completed folds'
     score to its pruner there); an exception it raises stops the training after that run, leaving the
-    model unfinished as --folds would, its finished runs kept."""
-    started = time.perf_counter()
+    model unfinished as --folds would, its finished runs kept.
+    `executor`: where the jobs run (kit/train/executors.py: serial, process, ray); default serial."""
     if full:
+        started = time.perf_counter()
         _check_refittable(recipe)
-    # everything that can fail on bad input happens before the store is written to
+        context = prepare(recipe, store, device, reporter)
+        with exclusive(store.lock_path(context.data.name, recipe.name), f"model '{recipe.name}'", wait=wait):
+            return refit_full(context, store, reporter, force, started)
+    return train_recipes([recipe], store, reporter, force=force, device=device, wait=wait, folds=folds,
+                         on_fold=on_fold, executor=executor)[0]
+
+
+def train_recipes(recipes: list[Recipe], store: Store, reporter: Reporter = SILENT, force: bool = False,
+                  device: str = "auto", wait: bool = False, folds: list[int] | None = None,
+                  on_fold: Callable[[FoldDone], None] | None = None, executor=None) -> list[TrainSummary]:
+    """kit train's three steps for several recipes: plan each (every check, its manifest in the store), run
+    all their jobs on `executor` together, finish each model as its last job lands (OOF, metrics, complete).
+
+    Each model's lock is held from its plan to its finish, so a second `kit train` of it refuses (or waits)."""
+    from .executors import SerialExecutor
+
+    executor = executor or SerialExecutor()
+    started = time.perf_counter()
+    contexts = []
+    for recipe in recipes:  # everything that can fail on bad input, before the store is written to
+        contexts.append(prepare(recipe, store, device, reporter, only_folds=folds))
+    prepared = time.perf_counter()
+    with contextlib.ExitStack() as locks:
+        plans = []
+        for context in contexts:
+            name = context.recipe.name
+            locks.enter_context(exclusive(store.lock_path(context.data.name, name), f"model '{name}'", wait=wait))
+            plan_started = time.perf_counter()
+            plans.append(plan_training(context, store, reporter, force, device, folds))
+            plans[-1].seconds = (prepared - started) / len(contexts) + time.perf_counter() - plan_started
+        return run_plans(plans, executor, reporter, on_fold)
+
+
+def prepare(recipe: Recipe, store: Store, device: str, reporter: Reporter = SILENT,
+            only_folds: list[int] | None = None) -> JobContext:
+    """Every check of the recipe against its data, the images decoded (once, here: never by a job) and the
+    folds made or read; nothing of the model is written yet."""
     settings = pick_device(device, recipe.train.precision, recipe.train.memory_format)
     check_store(store.root, competition_inputs(recipe.competition_spec))
     data = load_competition(recipe.competition_spec, image_size=recipe.image_size, reporter=reporter)
@@ -114,22 +231,18 @@ def train_recipe(recipe: Recipe, store: Store, reporter: Reporter = SILENT, forc
         normalizer = Normalizer.from_images(data.train_images, inputs.size)
     try:
         cv_folds = load_or_make_folds(store.competition_dir(data.name), data.train_ids, data.train_labels, data.classes,
-                                   recipe.cv.folds, recipe.cv.seed)
+                                      recipe.cv.folds, recipe.cv.seed)
     except DataError as exc:  # too few images of a class for the recipe's cv.folds
         raise exc.at(recipe.source) from None
-    if folds is not None:
-        outside = [k for k in folds if not 0 <= k < cv_folds.n_folds]
-        if outside or not folds:
+    if only_folds is not None:
+        outside = [k for k in only_folds if not 0 <= k < cv_folds.n_folds]
+        if outside or not only_folds:
             raise RecipeError(f"--folds: {outside[0] if outside else 'nothing'} is not a fold of {recipe.source} "
                               f"(its cv.folds: 0 to {cv_folds.n_folds - 1})")
     teacher = open_teacher(recipe, data, cv_folds, store)
-    lock = store.lock_path(data.name, recipe.name)
-    with exclusive(lock, f"model '{recipe.name}'", wait=wait):
-        if full:
-            return refit_full(recipe, data, inputs, normalizer, pipeline, cv_folds, store, reporter, force, settings,
-                              started, teacher)
-        return _train_recipe(recipe, data, inputs, normalizer, pipeline, cv_folds, store, reporter, force, settings,
-                             started, folds, teacher, on_fold)
+    return JobContext(recipe=recipe, data=data, inputs=inputs, normalizer=normalizer, pipeline=pipeline,
+                      folds=cv_folds, teacher=teacher, settings=settings,
+                      on_batches=batch_ops(recipe, normalizer, settings, pipeline))
 
 
 def open_teacher(recipe: Recipe, data: CompetitionData, folds: Folds, store: Store) -> Teacher | None:
@@ -152,12 +265,14 @@ def open_teacher(recipe: Recipe, data: CompetitionData, folds: Folds, store: Sto
     return teacher
 
 
-def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, normalizer: Normalizer, pipeline, folds: Folds,
-                  store: Store, reporter: Reporter, force: bool, settings: DeviceSettings, started: float,
-                  only_folds: list[int] | None = None, teacher: Teacher | None = None,
-                  on_fold: Callable[[FoldDone], None] | None = None) -> TrainSummary:
+def plan_training(context: JobContext, store: Store, reporter: Reporter, force: bool, device: str,
+                  only_folds: list[int] | None = None) -> TrainPlan:
+    """Step 1 (under the model's lock): the model's manifest and recipe in the store (--force: its old folder
+    gone first), the (seed, fold) runs it lacks as jobs, and what every job reads but none may race to make
+    (a backbone's cached features) made now."""
+    recipe, data, folds = context.recipe, context.data, context.folds
     model_dir = store.model_dir(data.name, recipe.name)
-    manifest = _manifest(recipe, data, folds, store, normalizer, teacher)
+    manifest = _manifest(recipe, data, folds, store, context.normalizer, context.teacher)
     was_complete = _check_existing(store, manifest, force, legacy_recipe_hash=recipe.legacy_hash)
     runs = [(s, k) for s in recipe.train.seeds for k in range(folds.n_folds)]
     # is_fold_done checks each done fold's files against its fold.json: a damaged one refuses the run
@@ -173,50 +288,74 @@ def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, normalizer: Nor
     for s, k in finished:  # killed between finishing the fold and removing its checkpoint
         (store.fold_dir(data.name, recipe.name, s, k) / CHECKPOINT).unlink(missing_ok=True)
 
+    inputs, pipeline, settings = context.inputs, context.pipeline, context.settings
     if recipe.image_size is None and inputs.size != data.image_size[0]:
         reporter.message(f"{recipe.name}: inputs resized to {inputs.size} px, {inputs.reason}")
     reporter.message(f"training {recipe.name} ({recipe.model.arch}, {folds.n_folds} folds, "
                      f"{recipe.train.epochs} epochs, seeds {recipe.train.seeds}) on {settings.device}")
     # flips, shifts and cut-outs run on whole batches on the device (kit/train/batch_augment.py); any
     # other transform runs image by image through albumentations; no transforms: no per-image work at all
-    on_batches = batch_ops(recipe, normalizer, settings, pipeline)
     if recipe.augment.active or manifest.tta != "none":
         augment = recipe.augment
         mixing = [f"{name} p {mix.p:g}" for name, mix in (("mixup", augment.mixup), ("cutmix", augment.cutmix)) if mix]
         where = ""
         if pipeline is not None:
-            where = " (whole batches, on the device)" if on_batches else " (albumentations, image by image)"
+            where = " (whole batches, on the device)" if context.on_batches else " (albumentations, image by image)"
         reporter.message(f"{recipe.name}: augmentation {', '.join(next(iter(t)) for t in augment.transforms) or 'none'}"
                          f"{where}{'; ' + ', '.join(mixing) if mixing else ''}; TTA {describe(manifest.tta)}")
-    done = len(finished)
-    if done:
-        reporter.message(f"{recipe.name}: {done} of {done + len(todo)} (seed, fold) runs already in the store, "
-                         f"skipped (--force retrains them)")
+    if finished:
+        reporter.message(f"{recipe.name}: {len(finished)} of {len(finished) + len(todo)} (seed, fold) runs already in "
+                         f"the store, skipped (--force retrains them)")
     # a backbone that never trains: its features computed once (or found cached), every head trained on them
-    features = (cached_features(recipe, data, normalizer, settings, store, reporter)
-                if todo and trains_on_features(recipe) else None)
-    # the test set is the same for every (seed, fold): held (and, on the CPU, normalised) once
-    test_batches = batches_for(data.test_images, None, np.arange(len(data.test_ids)), recipe.predict.batch_size,
-                               normalizer, settings.device) if todo and features is None else None
-    reporter.start("train", f"{recipe.name}", total=len(todo) * recipe.train.epochs)
-    in_store = list(finished)  # the runs done, for on_fold
-    try:
-        for seed, k in todo:
-            reporter.advance("train", 0, description=f"{recipe.name} seed {seed} fold {k} of {folds.n_folds}")
-            record = train_fold(recipe, data, folds, k, seed, normalizer, settings, store, test_batches, reporter,
-                                pipeline, on_batches, features, teacher)
-            _report_fold(reporter, recipe.name, seed, k, folds.n_folds, record)
-            in_store.append((seed, k))
-            if on_fold is not None:
-                on_fold(FoldDone(model=recipe.name, competition=data.name, seed=seed, fold=k, record=record,
-                                 done=sorted(in_store), total=len(runs)))
-    finally:
-        reporter.finish("train")
+    if todo and trains_on_features(recipe):
+        context.features = cached_features(recipe, data, context.normalizer, settings, store, reporter)
+    return TrainPlan(context=context, store=store, manifest=manifest, runs=runs, finished=finished, todo=todo,
+                     was_complete=was_complete, device=device)
 
-    missing = len(runs) - done - len(todo)
+
+def run_plans(plans: list[TrainPlan], executor, reporter: Reporter = SILENT,
+              on_fold: Callable[[FoldDone], None] | None = None) -> list[TrainSummary]:
+    """Step 2: every plan's jobs on `executor`; each model finished (step 3) as soon as its last job is in."""
+    by_model = {(p.context.data.name, p.recipe.name): p for p in plans}
+    in_store = {key: list(p.finished) for key, p in by_model.items()}
+    left = {key: len(p.todo) for key, p in by_model.items()}
+    summaries: dict[tuple[str, str], TrainSummary] = {}
+    last = {"at": time.perf_counter()}
+
+    def done(job: TrainJob, record: dict) -> None:
+        key = (job.recipe.competition_spec.name, job.recipe.name)
+        plan, now = by_model[key], time.perf_counter()
+        plan.seconds += now - last["at"]  # the wall time since the last job landed (exact when serial)
+        last["at"] = now
+        _report_fold(reporter, job.recipe.name, job.seed, job.fold, plan.context.folds.n_folds, record)
+        in_store[key].append((job.seed, job.fold))
+        left[key] -= 1
+        if left[key] == 0:
+            summaries[key] = finish_training(plan)
+        if on_fold is not None:
+            on_fold(FoldDone(model=job.recipe.name, competition=plan.context.data.name, seed=job.seed, fold=job.fold,
+                             record=record, done=sorted(in_store[key]), total=len(plan.runs)))
+
+    for key, plan in by_model.items():
+        if not plan.todo:
+            summaries[key] = finish_training(plan)
+    jobs = [job for plan in plans for job in plan.jobs()]
+    if jobs:
+        with local_contexts(plans):
+            executor.run(jobs, done, reporter)
+    return [summaries[key] for key in by_model]
+
+
+def finish_training(plan: TrainPlan) -> TrainSummary:
+    """Step 3: the model's OOF assembled from its folds, its metrics written and it marked complete; without
+    every (seed, fold) in the store (--folds) it stays 'training'. Idempotent: a finished model is left as it is."""
+    recipe, data, store, manifest = plan.recipe, plan.context.data, plan.store, plan.manifest
+    model_dir = store.model_dir(data.name, recipe.name)
+    done, trained = len(plan.finished), len(plan.todo)
+    missing = len(plan.runs) - done - trained
     if missing:  # --folds left some out: no metrics, and model.json still says 'training'
-        return TrainSummary(model=recipe.name, competition=data.name, model_dir=model_dir, folds_trained=len(todo),
-                            folds_skipped=done, cv=None, seconds=time.perf_counter() - started, folds_missing=missing)
+        return TrainSummary(model=recipe.name, competition=data.name, model_dir=model_dir, folds_trained=trained,
+                            folds_skipped=done, cv=None, seconds=plan.seconds, folds_missing=missing)
     labels = data.train_labels  # the folds' ids are the training ids, in order
     # each seed's folds read once; the model's OOF is their mean, as Store.assemble averages seeds
     seed_oofs = {seed: store.assemble(manifest, seeds=[seed]).oof for seed in recipe.train.seeds}
@@ -225,14 +364,93 @@ def _train_recipe(recipe: Recipe, data: CompetitionData, inputs, normalizer: Nor
     for seed, oof in seed_oofs.items():
         per_seed[str(seed)] = {k: v for k, v in classification_metrics(labels, oof, data.classes).items()
                                if k in HEADLINE}
-    if todo or not was_complete:  # a rerun of a finished model leaves its files as they are
+    if trained or not plan.was_complete:  # a rerun of a finished model leaves its files as they are
         fileio.write_json(model_dir / "metrics.json", {"cv": cv, "per_seed": per_seed})
         manifest.status, manifest.finished = "complete", _now()
         manifest.cv = {k: cv[k] for k in HEADLINE}
         store.write_manifest(manifest)
+        plan.was_complete = True
     return TrainSummary(model=recipe.name, competition=data.name, model_dir=model_dir,
-                        folds_trained=len(todo), folds_skipped=done,
-                        cv=cv, seconds=time.perf_counter() - started)
+                        folds_trained=trained, folds_skipped=done, cv=cv, seconds=plan.seconds)
+
+
+# ---- a job, in whichever process runs it
+
+# the contexts this process holds, by (recipe hash, store, device): the plans' own while the driver runs its jobs
+# itself (serial), or those a worker process built for the recipes it was sent (kept for its next jobs)
+_CONTEXTS: dict[tuple[str, str, str], JobContext] = {}
+_WORKER_CONTEXTS_KEPT = 2
+
+
+@contextlib.contextmanager
+def local_contexts(plans: list[TrainPlan]):
+    """The plans' contexts lent to jobs run in this process, for as long as the executor runs."""
+    keys = [(p.manifest.recipe_hash, str(p.store.root), p.device) for p in plans]
+    for key, plan in zip(keys, plans):
+        _CONTEXTS[key] = plan.context
+    try:
+        yield
+    finally:
+        for key in keys:
+            _CONTEXTS.pop(key, None)
+
+
+def run_job(job: TrainJob, reporter: Reporter = SILENT) -> dict:
+    """Train one (seed, fold) into its fold folder under its own lock; the fold.json record.
+
+    Run in the planning process (serial), a worker process or a Ray task alike. A job whose fold is already
+    done (a retried task whose first try finished) returns the stored record and trains nothing."""
+    if job.threads is not None:
+        torch.set_num_threads(job.threads)
+    context = job_context(job)
+    store, name, competition = Store(job.store), job.recipe.name, context.data.name
+    lock = store.job_lock_path(competition, name, job.seed, job.fold)
+    with exclusive(lock, f"{job.label}", where=f" on {socket.gethostname()}"):
+        if store.is_fold_done(competition, name, job.seed, job.fold):
+            return read_json(store.fold_dir(competition, name, job.seed, job.fold) / "fold.json")
+        return train_fold(job.recipe, context.data, context.folds, job.fold, job.seed, context.normalizer,
+                          context.settings, store, context.test_batches(), reporter, context.pipeline,
+                          context.on_batches, context.features, context.teacher)
+
+
+def job_context(job: TrainJob) -> JobContext:
+    """This process's context for the job's recipe: the plan's (serial), else built here once per recipe from
+    the store and data the plan left, after checking that this process sees the same store (check_same_store)."""
+    key = (job.recipe_hash, job.store, job.device)
+    if key in _CONTEXTS:
+        return _CONTEXTS[key]
+    store = Store(job.store)
+    check_same_store(job, store)
+    context = prepare(job.recipe, store, job.device)
+    if context.data.fingerprint != job.data_fingerprint or context.folds.hash != job.folds_hash:
+        raise StoreError(f"{store.root}: on {socket.gethostname()} the competition's data or folds differ from the "
+                         f"planning machine's ({job.data_fingerprint}, folds {job.folds_hash} there; "
+                         f"{context.data.fingerprint}, folds {context.folds.hash} here): every node must read the "
+                         f"same data and store (docs/distributed.md)")
+    if trains_on_features(job.recipe):  # the plan computed them: found in the cache here
+        context.features = cached_features(job.recipe, context.data, context.normalizer, context.settings, store,
+                                           SILENT)
+    while len(_CONTEXTS) >= _WORKER_CONTEXTS_KEPT:
+        _CONTEXTS.pop(next(iter(_CONTEXTS)))
+    _CONTEXTS[key] = context
+    return context
+
+
+def check_same_store(job: TrainJob, store: Store) -> None:
+    """Refuse, in one line, a worker that does not see the store the plan wrote: the model's manifest must be
+    there with the plan's recipe hash, folds hash and data fingerprint (a store on a path every node mounts)."""
+    competition, name, host = job.recipe.competition_spec.name, job.recipe.name, socket.gethostname()
+    where = f"{store.model_dir(competition, name) / MANIFEST}"
+    hint = ("the store must live on a filesystem every node mounts at the same path (docs/distributed.md)")
+    if not store.has_manifest(competition, name):
+        raise StoreError(f"{where}: not found on {host}, where the job {job.label} runs: this worker does not see "
+                         f"the store the plan wrote; {hint}")
+    seen = store.manifest(competition, name)
+    for field, what in (("recipe_hash", "recipe hash"), ("folds_hash", "folds hash"),
+                        ("data_fingerprint", "data fingerprint")):
+        if getattr(seen, field) != getattr(job, field):
+            raise StoreError(f"{where}: on {host} the model's {what} is {getattr(seen, field)}, the plan's "
+                             f"{getattr(job, field)}: this worker sees another store than the planning machine; {hint}")
 
 
 def _check_refittable(recipe: Recipe) -> None:
@@ -253,14 +471,15 @@ def full_epochs(best_epochs: list[int]) -> int:
     return max(1, math.floor(float(np.median(best_epochs)) + 0.5))
 
 
-def refit_full(recipe: Recipe, data: CompetitionData, inputs, normalizer: Normalizer, pipeline, folds: Folds,
-               store: Store, reporter: Reporter, force: bool, settings: DeviceSettings, started: float,
-               teacher: Teacher | None = None) -> TrainSummary:
+def refit_full(context: JobContext, store: Store, reporter: Reporter, force: bool, started: float) -> TrainSummary:
     """Train the recipe once per seed on every training image and store its test predictions in
     seed<s>/full/ beside the folds (no OOF: nothing was held out, so the model's score stays the folds' CV).
 
     The epochs come from the folds already in the store (full_epochs); each seed's refit is checkpointed
     after every epoch and resumes, and is skipped once done unless `force`."""
+    recipe, data, normalizer, pipeline, folds = (context.recipe, context.data, context.normalizer, context.pipeline,
+                                                 context.folds)
+    settings, teacher = context.settings, context.teacher
     model_dir = store.model_dir(data.name, recipe.name)
     manifest = _manifest(recipe, data, folds, store, normalizer, teacher)
     if not store.has_manifest(data.name, recipe.name):

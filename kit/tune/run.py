@@ -22,7 +22,7 @@ import contextlib
 import json
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -57,6 +57,10 @@ class TrialJob:
     metric: str
     pruner: dict  # PrunerConfig's fields
     device: str = "auto"
+    # where the trial's (seed, fold) jobs run (kit/train/executors.py): serial, process or ray
+    jobs_executor: str = "serial"
+    workers: int | None = None
+    address: str | None = None
 
 
 @dataclass
@@ -101,13 +105,15 @@ Executor = Callable[[TrialJob, Reporter], TrialOutcome]
 
 def tune_recipe(recipe_path: str | Path, store: Store, trials: int, timeout: float | None = None,
                 metric: str | None = None, device: str = "auto", reporter: Reporter = SILENT,
-                executor: Executor | None = None, enqueue: list[dict] | None = None) -> TuneSummary:
+                executor: Executor | None = None, enqueue: list[dict] | None = None, jobs_executor: str = "serial",
+                workers: int | None = None, address: str | None = None) -> TuneSummary:
     """Run the study of the recipe file's `tune:` space until it holds `trials` trials (finished, pruned or failed:
     a rerun after a kill runs only what is missing), starting no trial after `timeout` seconds.
 
     Every check (the recipe, the space's extremes loaded as recipes, --metric, --device, the study's recipe
     and competition) runs before the store is written to. `enqueue`: values ({path: value}) for the first
-    trials of a new study, after the recipe's own. `executor`: runs one trial (default run_trial)."""
+    trials of a new study, after the recipe's own. `executor`: runs one trial (default run_trial); `jobs_executor`,
+    `workers`, `address`: where run_trial runs each trial's (seed, fold) jobs (kit train --executor)."""
     started = time.perf_counter()
     try:
         import optuna
@@ -132,6 +138,9 @@ def tune_recipe(recipe_path: str | Path, store: Store, trials: int, timeout: flo
         raise KitError(f"--metric: '{chosen_metric}' is not one of {', '.join(HEADLINE)}"
                        f"{did_you_mean(chosen_metric, HEADLINE)}")
     _check_device(device, base)
+    from ..train.executors import create_executor
+
+    create_executor(jobs_executor, workers, address)  # a bad --executor option fails before the study opens
     check_space(space, raw, trial_name(name, 0))
     _check_enqueued(space, enqueue or [])
     folder = store.tune_dir(competition, name)
@@ -173,7 +182,8 @@ def tune_recipe(recipe_path: str | Path, store: Store, trials: int, timeout: flo
                                 claim, reporter)
                 if job is None:
                     break
-                outcome = executor(job, reporter)
+                outcome = executor(replace(job, jobs_executor=jobs_executor, workers=workers, address=address),
+                                   reporter)
                 _tell(study, job, outcome)
             ran += 1
             reporter.advance("tune", min(trials, _counted(study)) - counted)
@@ -215,6 +225,7 @@ def run_trial(job: TrialJob, reporter: Reporter = SILENT) -> TrialOutcome:
     import optuna
 
     from ..train import train_recipe
+    from ..train.executors import create_executor
     from ..train.run import FoldDone
 
     started = time.perf_counter()
@@ -236,7 +247,8 @@ def run_trial(job: TrialJob, reporter: Reporter = SILENT) -> TrialOutcome:
             raise optuna.TrialPruned(f"{job.metric} {value:.4f} after {len(event.done)} of {event.total} folds")
 
     try:
-        summary = train_recipe(recipe, store, reporter=_TrialReporter(reporter), device=job.device, on_fold=on_fold)
+        summary = train_recipe(recipe, store, reporter=_TrialReporter(reporter), device=job.device, on_fold=on_fold,
+                               executor=create_executor(job.jobs_executor, job.workers, job.address))
     except optuna.TrialPruned:
         return TrialOutcome(PRUNED, progress["value"], progress["done"], progress["total"],
                             time.perf_counter() - started)
