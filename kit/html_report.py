@@ -399,7 +399,7 @@ def blend_rows(store: Store, competition: str, page: Path) -> tuple[list[list], 
 
 # ---- a blend's page
 
-def write_blend_page(folder: Path, report: dict, store: Store | None = None, reporter: Reporter = SILENT) -> Path:
+def write_blend_page(folder: Path, report: dict, store: Store | None = None, reporter: Reporter = SILENT) -> Page:
     """report.html in a blend's report folder (beside confusion.png and correlation.png, which it embeds),
     from `report` (what report.json holds); thumbnails from the competition's images when `store` can
     name them. The blend is noted in the store so that kit report links the page."""
@@ -457,7 +457,7 @@ def write_blend_page(folder: Path, report: dict, store: Store | None = None, rep
                 "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
         except KitError as exc:  # a read-only store: the page is written, kit report just will not link it
             reporter.message(f"warning: the blend's page is not noted in the store, kit report will not link it: {exc}")
-    return page.path
+    return page
 
 
 def embedded(path: Path, alt: str) -> str:

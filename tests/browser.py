@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
@@ -80,6 +81,34 @@ def check_page(browser: str, page: Path, width: int = 1280) -> dict:
         raise AssertionError(f"{page}: the browser gave no check result (exit {done.returncode}); "
                              f"stderr: {done.stderr[-2000:]}")
     return json.loads(html.unescape(found.group(1)))
+
+
+TIMING = """<script>
+window.addEventListener('load', function () {
+  var pre = document.createElement('pre');
+  pre.id = 'MARKER';
+  pre.textContent = JSON.stringify({load_ms: performance.now()});
+  document.body.appendChild(pre);
+});
+</script>""".replace("MARKER", MARKER)
+
+
+def load_time(browser: str, page: Path, width: int = 1280) -> dict:
+    """How long `page` takes to open: load_ms, from navigation to its load event (the HTML parsed, every
+    embedded image decoded, the page laid out), and wall_s, the browser process's (its start included).
+    Real time: no --virtual-time-budget, which would fast-forward the page's clock."""
+    text = Path(page).read_text(encoding="utf-8")
+    with tempfile.TemporaryDirectory(prefix="kit-page-") as folder:
+        copy = Path(folder) / Path(page).name
+        copy.write_text(text.replace("<head>", "<head>" + TIMING, 1), encoding="utf-8")
+        started = time.perf_counter()
+        done = _run(browser, f"--window-size={width},1000", "--dump-dom", copy.resolve().as_uri())
+        wall = time.perf_counter() - started
+    found = re.search(f'<pre id="{MARKER}">(.*?)</pre>', done.stdout, flags=re.S)
+    if not found:
+        raise AssertionError(f"{page}: the browser gave no load time (exit {done.returncode}); "
+                             f"stderr: {done.stderr[-2000:]}")
+    return {**json.loads(html.unescape(found.group(1))), "wall_s": wall}
 
 
 def screenshot(browser: str, page: Path, out: Path, width: int = 1280, height: int = 2000) -> Path:
