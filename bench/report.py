@@ -96,10 +96,9 @@ def main() -> None:
         print(f"store written in {time.perf_counter() - started:.1f} s")
 
         out = tmp / "submissions"
-        store_page = write_store_page(store, COMPETITION, out / f"{COMPETITION}-store.html")
         result = blend(store, method="soft,caruana", out=out / "blend.csv")
         again = write_blend_page(report_dir(out / "blend.csv"), result.report, store)  # the page on its own
-        store_page = write_store_page(store, COMPETITION, out / f"{COMPETITION}-store.html")  # now linking the blend
+        store_page = write_store_page(store, COMPETITION, out / f"{COMPETITION}-store.html")  # linking the blend
         pages = {"store page (kit report)": store_page, f"blend page (blend:{result.method})": again}
 
         print(f"\n{'page':<30} {'size':>10} {'write s':>8} {'images':>7}")

@@ -70,7 +70,7 @@ table{border-collapse:collapse;font-size:.85rem;margin:.4rem 0}th,td{border:1px 
 text-align:right;white-space:nowrap}th{background:#f6f8fa;position:sticky;top:0}td:first-child,th:first-child{text-align:left}
 td.text,th.text{text-align:left}td.wrap{white-space:normal;overflow-wrap:anywhere;min-width:12rem;max-width:24rem}tr.best td{font-weight:600;background:#dafbe1}
 table.sortable th{cursor:pointer}table.sortable th:hover{background:#eaeef2}
-img.plot{max-width:100%;height:auto;display:block;margin:.4rem 0}img.matrix{max-width:min(100%,720px)}
+img.plot{max-width:100%;height:auto;display:block;margin:.4rem 0}img.matrix{max-width:100%}
 details{margin:.3rem 0}summary{cursor:pointer;color:#0969da}pre{background:#f6f8fa;padding:.6rem;overflow:auto;
 font-size:.8rem;max-height:30rem}
 .gallery{display:flex;flex-wrap:wrap;gap:.6rem}.card{width:120px;font-size:.75rem;border:1px solid #d0d7de;
@@ -292,14 +292,12 @@ def model_section(store: Store, view: ModelView) -> str:
     if rows:
         out.append(table(["seed", "fold", "best epoch", "epochs", "val_loss", "val_acc", "OOF accuracy",
                           "OOF log_loss", "seconds", "stopped early"], rows))
-        out.append('<p class="meta">val_loss and val_acc: the best epoch on the held-out fold, one view; OOF: '
-                   "the stored held-out predictions (with the model's TTA, seeds averaged), what CV and "
-                   "blending score.</p>")
     png, why = curves_for(store, view)
     out.append(image(png, f"learning curves of {view.name}") if png else f'<p class="meta">{esc(why)}</p>')
     recipe = store.recipe_text(m.competition, view.name)
     if recipe:
-        out.append(f"<details><summary>recipe ({esc(m.recipe_hash or '')})</summary><pre>{esc(recipe)}</pre></details>")
+        hashed = f" ({esc(m.recipe_hash)})" if m.recipe_hash else ""
+        out.append(f"<details><summary>recipe{hashed}</summary><pre>{esc(recipe)}</pre></details>")
     return "\n".join(out)
 
 
@@ -377,7 +375,11 @@ def write_store_page(store: Store, competition: str | None = None, out: Path | N
                     "blend.</p>")
     else:
         body.append('<p class="meta">Needs two finished models.</p>')
-    body += ['<h2 id="curves">Each model: folds, learning curves, recipe</h2>'] + sections + broken
+    body += ['<h2 id="curves">Each model: folds, learning curves, recipe</h2>',
+             '<p class="meta">In each fold\'s table, val_loss and val_acc are the best epoch\'s on the held-out fold '
+             "(one view); OOF are the stored held-out predictions (with the model's TTA, seeds averaged), what CV "
+             "and blending score. The curves draw training (dashed) and validation (solid) per epoch, one colour "
+             "per fold, the best epoch as a dot.</p>"] + sections + broken
     return write_page(out, document(f"{competition}: kit store", body), started, models=len(views) + len(broken),
                       blends=len(blends))
 
@@ -431,7 +433,8 @@ def write_blend_page(folder: Path, report: dict, store: Store | None = None, rep
     body.append(f'<h2 id="fitted">Fitted: blend:{esc(method)}</h2>')
     if rows:
         body.append(table(columns, rows))
-    body += [f"<p class=meta>{esc(k)}: {esc(v)}</p>" for k, v in other.items()]
+    if other:
+        body.append(f'<p class="meta">{esc("; ".join(f"{k}: {v}" for k, v in other.items()))}</p>')
     if not rows and not other:
         body.append('<p class="meta">Nothing fitted: the blender learns no parameters.</p>')
 

@@ -45,7 +45,8 @@ def invoke(*args):
 def blend_page(workdir: Path, *args) -> Path:
     result = invoke("blend", "--method", "soft,caruana", "--pick", "caruana", "--out",
                     workdir / "submissions" / "digits-b.csv", *args)
-    assert "page: " in result.output
+    # where it is, how big, how long it took
+    assert re.search(r"page: \S+report\.html \(\d[\d,]* KB, \d+\.\d s;", " ".join(result.output.split())), result.output
     return workdir / "submissions" / "digits-b.report" / "report.html"
 
 
@@ -86,7 +87,7 @@ def test_a_blend_writes_its_page_and_the_store_page_links_it(report_store, workd
     assert not EXTERNAL.search(text)
 
     store_page = workdir / "submissions" / "digits-store.html"
-    invoke("report")
+    assert "3 models, 1 blend page linked" in " ".join(invoke("report").output.split())
     link = re.search(r'<a href="([^"#]+)">digits-b.csv</a>', store_page.read_text(encoding="utf-8"))
     assert link and (store_page.parent / unquote(link.group(1))).resolve() == page.resolve()
 
