@@ -77,7 +77,7 @@ font-size:.8rem;max-height:30rem}
 border-radius:4px;padding:.3rem;text-align:center}.card img{width:96px;height:96px;object-fit:contain;
 background:#000}.card img.px{image-rendering:pixelated}.card .no{width:96px;height:96px;margin:auto;
 background:#eaeef2;display:flex;align-items:center;justify-content:center;color:#57606a}
-.t{color:#1a7f37}.p{color:#cf222e}nav a{margin-right:.8rem}
+.card .meta{font-size:inherit}.t{color:#1a7f37}.p{color:#cf222e}nav a{margin-right:.8rem}
 """
 
 # click a column's header to sort by it (numbers by value, then text); a cell's data-v holds its sort key
@@ -415,6 +415,11 @@ def write_blend_page(folder: Path, report: dict, store: Store | None = None, rep
             f"<p>{len(report['members'])} members: {esc(', '.join(report['members']))}. Scores are on the "
             "out-of-fold rows; blenders that learn are scored by nested cross-validation over the members' folds."
             "</p>"]
+    if report.get("partial"):  # kit blend --folds: the members' other folds are not in any number below
+        on = report["folds"]
+        body.append(f'<p class="warn">Blended on fold{"s" * (len(on) > 1)} {", ".join(map(str, on))} only '
+                    "(kit blend --folds): every score, the confusion matrix and the gallery are of those folds' "
+                    "held-out rows.</p>")
     for name, why in report["dropped"].items():
         body.append(f'<p class="meta">dropped {esc(name)}: {esc(why)}</p>')
     note = outside_note(report)

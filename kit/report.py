@@ -178,12 +178,13 @@ def matrix_png(matrix, labels: list[str], title: str, xlabel: str, ylabel: str,
     n = len(labels)
     # a few inches for the axes' labels, then ~1/3 inch a cell: a 2 x 2 stays small, 30 x 30 fits a page's width
     # (the HTML pages draw it at its own size, so its labels stay as large as the page's text)
-    side = min(3.2 + 0.32 * n, 12.5)
+    side = min(3.8 + 0.32 * n, 12.5)
     fig = Figure(figsize=(side + 1, side))
     ax = fig.add_subplot()
     image = ax.imshow(values if colour is None else colour, cmap="viridis", vmin=vmin, vmax=vmax)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    ax.set(title=title, xlabel=xlabel, ylabel=ylabel, xticks=range(n), yticks=range(n))
+    ax.set(xlabel=xlabel, ylabel=ylabel, xticks=range(n), yticks=range(n))
+    ax.set_title(title, fontsize=10, wrap=True)  # a long title over a small matrix wraps instead of being cut
     ax.set_xticklabels(labels, rotation=90 if max(map(len, labels)) > 3 else 0)
     ax.set_yticklabels(labels)
     if n <= 25:  # beyond that the numbers no longer fit in their cells

@@ -107,6 +107,11 @@ def test_the_gallery_says_why_when_the_images_cannot_be_read_and_the_blend_still
     assert (workdir / "submissions" / "digits-b.csv").is_file()
 
 
+def test_a_blend_of_some_folds_says_so_on_its_page(report_store, workdir):
+    text = blend_page(workdir, "--folds", "0,1").read_text(encoding="utf-8")
+    assert "Blended on folds 0, 1 only" in text
+
+
 def test_large_stores_stay_light_curves_thinned_and_the_gallery_capped():
     history = pd.DataFrame({"epoch": np.arange(1, 5001), "val_loss": np.linspace(2, 1, 5000)})
     thinned = thin(history, keep=[1234])
