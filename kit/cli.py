@@ -311,10 +311,10 @@ def _print_blend(result) -> None:
         console.print("fitted: " + ", ".join(f"{k} {v}" for k, v in other.items()))
     files = ", ".join(p.name for p in result.report_files)
     console.print(f"report: {result.report_files[0].parent}/ ({files})")
-    page = next((p for p in result.report_files if p.suffix == ".html"), None)
+    page = result.page
     if page is not None:
-        console.print(f"page: {page} (opens offline in any browser; kit report links it from the store's page)",
-                      soft_wrap=True)
+        console.print(f"page: {page.path} ({page.bytes / 1024:,.0f} KB, {page.seconds:.1f} s; opens offline in any "
+                      "browser; kit report links it from the store's page)", soft_wrap=True)
     console.print(f"[bold green]submission:[/bold green] {result.submission} (blend:{result.method})")
 
 
@@ -369,7 +369,7 @@ def report(
 
     page = write_store_page(Store(store), competition, out, RichReporter())
     console.print(f"[bold green]page:[/bold green] {page.path} ({page.bytes / 1024:,.0f} KB, {page.models} models, "
-                  f"{page.blends} blend pages linked, {page.seconds:.1f} s)", soft_wrap=True)
+                  f"{page.blends} blend page{'s' * (page.blends != 1)} linked, {page.seconds:.1f} s)", soft_wrap=True)
 
 
 @app.command()

@@ -21,6 +21,27 @@ import numpy as np
 from .errors import WriteError
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where the OS tells it (Linux), else set and restored."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            return next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
+
+
+#: what open() gives a new file: mkstemp's temporary files are private (0600), and a renamed one stays so,
+#: which would leave every submission, page and cache file unreadable to the rest of a team
+NEW_FILE_MODE = 0o666 & ~_umask()
+
+
+def as_if_opened(path: str | os.PathLike) -> None:
+    """Give a temporary file (from mkstemp) the permissions a file written with open() would have."""
+    os.chmod(path, NEW_FILE_MODE)
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb"):
     """Open a temporary sibling of `path` for writing; rename it over `path` on success.
@@ -32,6 +53,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb"):
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        as_if_opened(tmp)
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as f:
             yield f
             f.flush()

@@ -70,14 +70,14 @@ table{border-collapse:collapse;font-size:.85rem;margin:.4rem 0}th,td{border:1px 
 text-align:right;white-space:nowrap}th{background:#f6f8fa;position:sticky;top:0}td:first-child,th:first-child{text-align:left}
 td.text,th.text{text-align:left}td.wrap{white-space:normal;overflow-wrap:anywhere;min-width:12rem;max-width:24rem}tr.best td{font-weight:600;background:#dafbe1}
 table.sortable th{cursor:pointer}table.sortable th:hover{background:#eaeef2}
-img.plot{max-width:100%;height:auto;display:block;margin:.4rem 0}img.matrix{max-width:min(100%,720px)}
+img.plot{max-width:100%;height:auto;display:block;margin:.4rem 0}img.matrix{max-width:100%}
 details{margin:.3rem 0}summary{cursor:pointer;color:#0969da}pre{background:#f6f8fa;padding:.6rem;overflow:auto;
 font-size:.8rem;max-height:30rem}
 .gallery{display:flex;flex-wrap:wrap;gap:.6rem}.card{width:120px;font-size:.75rem;border:1px solid #d0d7de;
 border-radius:4px;padding:.3rem;text-align:center}.card img{width:96px;height:96px;object-fit:contain;
 background:#000}.card img.px{image-rendering:pixelated}.card .no{width:96px;height:96px;margin:auto;
 background:#eaeef2;display:flex;align-items:center;justify-content:center;color:#57606a}
-.t{color:#1a7f37}.p{color:#cf222e}nav a{margin-right:.8rem}
+.card .meta{font-size:inherit}.t{color:#1a7f37}.p{color:#cf222e}nav a{margin-right:.8rem}
 """
 
 # click a column's header to sort by it (numbers by value, then text); a cell's data-v holds its sort key
@@ -292,14 +292,12 @@ def model_section(store: Store, view: ModelView) -> str:
     if rows:
         out.append(table(["seed", "fold", "best epoch", "epochs", "val_loss", "val_acc", "OOF accuracy",
                           "OOF log_loss", "seconds", "stopped early"], rows))
-        out.append('<p class="meta">val_loss and val_acc: the best epoch on the held-out fold, one view; OOF: '
-                   "the stored held-out predictions (with the model's TTA, seeds averaged), what CV and "
-                   "blending score.</p>")
     png, why = curves_for(store, view)
     out.append(image(png, f"learning curves of {view.name}") if png else f'<p class="meta">{esc(why)}</p>')
     recipe = store.recipe_text(m.competition, view.name)
     if recipe:
-        out.append(f"<details><summary>recipe ({esc(m.recipe_hash or '')})</summary><pre>{esc(recipe)}</pre></details>")
+        hashed = f" ({esc(m.recipe_hash)})" if m.recipe_hash else ""
+        out.append(f"<details><summary>recipe{hashed}</summary><pre>{esc(recipe)}</pre></details>")
     return "\n".join(out)
 
 
@@ -377,7 +375,11 @@ def write_store_page(store: Store, competition: str | None = None, out: Path | N
                     "blend.</p>")
     else:
         body.append('<p class="meta">Needs two finished models.</p>')
-    body += ['<h2 id="curves">Each model: folds, learning curves, recipe</h2>'] + sections + broken
+    body += ['<h2 id="curves">Each model: folds, learning curves, recipe</h2>',
+             '<p class="meta">In each fold\'s table, val_loss and val_acc are the best epoch\'s on the held-out fold '
+             "(one view); OOF are the stored held-out predictions (with the model's TTA, seeds averaged), what CV "
+             "and blending score. The curves draw training (dashed) and validation (solid) per epoch, one colour "
+             "per fold, the best epoch as a dot.</p>"] + sections + broken
     return write_page(out, document(f"{competition}: kit store", body), started, models=len(views) + len(broken),
                       blends=len(blends))
 
@@ -399,7 +401,7 @@ def blend_rows(store: Store, competition: str, page: Path) -> tuple[list[list], 
 
 # ---- a blend's page
 
-def write_blend_page(folder: Path, report: dict, store: Store | None = None, reporter: Reporter = SILENT) -> Path:
+def write_blend_page(folder: Path, report: dict, store: Store | None = None, reporter: Reporter = SILENT) -> Page:
     """report.html in a blend's report folder (beside confusion.png and correlation.png, which it embeds),
     from `report` (what report.json holds); thumbnails from the competition's images when `store` can
     name them. The blend is noted in the store so that kit report links the page."""
@@ -413,6 +415,11 @@ def write_blend_page(folder: Path, report: dict, store: Store | None = None, rep
             f"<p>{len(report['members'])} members: {esc(', '.join(report['members']))}. Scores are on the "
             "out-of-fold rows; blenders that learn are scored by nested cross-validation over the members' folds."
             "</p>"]
+    if report.get("partial"):  # kit blend --folds: the members' other folds are not in any number below
+        on = report["folds"]
+        body.append(f'<p class="warn">Blended on fold{"s" * (len(on) > 1)} {", ".join(map(str, on))} only '
+                    "(kit blend --folds): every score, the confusion matrix and the gallery are of those folds' "
+                    "held-out rows.</p>")
     for name, why in report["dropped"].items():
         body.append(f'<p class="meta">dropped {esc(name)}: {esc(why)}</p>')
     note = outside_note(report)
@@ -431,7 +438,8 @@ def write_blend_page(folder: Path, report: dict, store: Store | None = None, rep
     body.append(f'<h2 id="fitted">Fitted: blend:{esc(method)}</h2>')
     if rows:
         body.append(table(columns, rows))
-    body += [f"<p class=meta>{esc(k)}: {esc(v)}</p>" for k, v in other.items()]
+    if other:
+        body.append(f'<p class="meta">{esc("; ".join(f"{k}: {v}" for k, v in other.items()))}</p>')
     if not rows and not other:
         body.append('<p class="meta">Nothing fitted: the blender learns no parameters.</p>')
 
@@ -457,7 +465,7 @@ def write_blend_page(folder: Path, report: dict, store: Store | None = None, rep
                 "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
         except KitError as exc:  # a read-only store: the page is written, kit report just will not link it
             reporter.message(f"warning: the blend's page is not noted in the store, kit report will not link it: {exc}")
-    return page.path
+    return page
 
 
 def embedded(path: Path, alt: str) -> str:

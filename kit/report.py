@@ -176,12 +176,15 @@ def matrix_png(matrix, labels: list[str], title: str, xlabel: str, ylabel: str,
 
     values = np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)
     n = len(labels)
-    side = min(4 + 0.45 * n, 16)
+    # a few inches for the axes' labels, then ~1/3 inch a cell: a 2 x 2 stays small, 30 x 30 fits a page's width
+    # (the HTML pages draw it at its own size, so its labels stay as large as the page's text)
+    side = min(3.8 + 0.32 * n, 12.5)
     fig = Figure(figsize=(side + 1, side))
     ax = fig.add_subplot()
     image = ax.imshow(values if colour is None else colour, cmap="viridis", vmin=vmin, vmax=vmax)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    ax.set(title=title, xlabel=xlabel, ylabel=ylabel, xticks=range(n), yticks=range(n))
+    ax.set(xlabel=xlabel, ylabel=ylabel, xticks=range(n), yticks=range(n))
+    ax.set_title(title, fontsize=10, wrap=True)  # a long title over a small matrix wraps instead of being cut
     ax.set_xticklabels(labels, rotation=90 if max(map(len, labels)) > 3 else 0)
     ax.set_yticklabels(labels)
     if n <= 25:  # beyond that the numbers no longer fit in their cells
@@ -190,7 +193,7 @@ def matrix_png(matrix, labels: list[str], title: str, xlabel: str, ylabel: str,
         for i in range(n):
             for j in range(n):
                 if np.isfinite(values[i, j]):
-                    ax.text(j, i, fmt.format(values[i, j]), ha="center", va="center", fontsize=8,
+                    ax.text(j, i, fmt.format(values[i, j]), ha="center", va="center", fontsize=9 if n <= 12 else 7,
                             color="black" if scale[i, j] > middle else "white")
     fig.tight_layout()
     buffer = io.BytesIO()

@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
@@ -80,6 +81,43 @@ def check_page(browser: str, page: Path, width: int = 1280) -> dict:
         raise AssertionError(f"{page}: the browser gave no check result (exit {done.returncode}); "
                              f"stderr: {done.stderr[-2000:]}")
     return json.loads(html.unescape(found.group(1)))
+
+
+TIMING = """<script>
+window.addEventListener('load', function () {
+  var pre = document.createElement('pre');
+  pre.id = 'MARKER';
+  pre.textContent = JSON.stringify({load_ms: performance.now()});
+  document.body.appendChild(pre);
+});
+</script>""".replace("MARKER", MARKER)
+
+
+def load_time(browser: str, page: Path, width: int = 1280) -> dict:
+    """How long `page` takes to open: load_ms, from navigation to its load event (the HTML parsed, every
+    embedded image decoded, the page laid out), wall_s, the browser process's (its start included), and
+    cpu_s, the CPU seconds the browser's processes used (what a busy machine does not inflate).
+    Real time: no --virtual-time-budget, which would fast-forward the page's clock."""
+    text = Path(page).read_text(encoding="utf-8")
+    with tempfile.TemporaryDirectory(prefix="kit-page-") as folder:
+        copy = Path(folder) / Path(page).name
+        copy.write_text(text.replace("<head>", "<head>" + TIMING, 1), encoding="utf-8")
+        started, children = time.perf_counter(), _children_cpu()
+        done = _run(browser, f"--window-size={width},1000", "--dump-dom", copy.resolve().as_uri())
+        wall, cpu = time.perf_counter() - started, _children_cpu() - children
+    found = re.search(f'<pre id="{MARKER}">(.*?)</pre>', done.stdout, flags=re.S)
+    if not found:
+        raise AssertionError(f"{page}: the browser gave no load time (exit {done.returncode}); "
+                             f"stderr: {done.stderr[-2000:]}")
+    return {**json.loads(html.unescape(found.group(1))), "wall_s": wall, "cpu_s": cpu}
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of this process's finished children: the browser's, whatever the load."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def screenshot(browser: str, page: Path, out: Path, width: int = 1280, height: int = 2000) -> Path:

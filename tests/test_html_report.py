@@ -45,7 +45,8 @@ def invoke(*args):
 def blend_page(workdir: Path, *args) -> Path:
     result = invoke("blend", "--method", "soft,caruana", "--pick", "caruana", "--out",
                     workdir / "submissions" / "digits-b.csv", *args)
-    assert "page: " in result.output
+    # where it is, how big, how long it took
+    assert re.search(r"page: \S+report\.html \(\d[\d,]* KB, \d+\.\d s;", " ".join(result.output.split())), result.output
     return workdir / "submissions" / "digits-b.report" / "report.html"
 
 
@@ -86,7 +87,7 @@ def test_a_blend_writes_its_page_and_the_store_page_links_it(report_store, workd
     assert not EXTERNAL.search(text)
 
     store_page = workdir / "submissions" / "digits-store.html"
-    invoke("report")
+    assert "3 models, 1 blend page linked" in " ".join(invoke("report").output.split())
     link = re.search(r'<a href="([^"#]+)">digits-b.csv</a>', store_page.read_text(encoding="utf-8"))
     assert link and (store_page.parent / unquote(link.group(1))).resolve() == page.resolve()
 
@@ -104,6 +105,11 @@ def test_the_gallery_says_why_when_the_images_cannot_be_read_and_the_blend_still
     assert "No thumbnails: data/digits/train.csv: no such file" in text
     assert '<div class="card">' not in text and "p(true)" in text  # the rows as a table instead
     assert (workdir / "submissions" / "digits-b.csv").is_file()
+
+
+def test_a_blend_of_some_folds_says_so_on_its_page(report_store, workdir):
+    text = blend_page(workdir, "--folds", "0,1").read_text(encoding="utf-8")
+    assert "Blended on folds 0, 1 only" in text
 
 
 def test_large_stores_stay_light_curves_thinned_and_the_gallery_capped():

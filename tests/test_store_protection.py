@@ -203,3 +203,18 @@ def test_non_finite_predictions_are_not_written(trained_store, workdir, monkeypa
     recipe = write_recipe(workdir / "recipes", "nan_test")
     fails_keeping_what_was_there(trained_store, ["train", recipe], "best epoch 1: its test predictions are not finite")
     assert not list((trained_store / "digits" / "models" / "nan_test").rglob("*.npz"))
+
+
+def test_written_files_get_the_permissions_open_would_give(workdir):
+    """Atomic writes go through mkstemp, whose files are private (0600): a submission, a page or a cache file
+    renamed from one would be unreadable to the rest of a team. They get open()'s mode (0666 less the umask)."""
+    import os
+    import stat
+
+    from kit import fileio
+
+    path = workdir / "submissions" / "x.csv"
+    fileio.write_text(path, "id,label\n")
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask == fileio.NEW_FILE_MODE

@@ -22,7 +22,7 @@ from sklearn.base import clone
 from ..errors import BlendError, KitError, SubmissionError, did_you_mean
 from ..paths import check_output, competition_inputs, submissions_dir
 from ..progress import SILENT, Reporter
-from ..html_report import write_blend_page
+from ..html_report import Page, write_blend_page
 from ..report import (classification_metrics, confident_errors, confusion_matrix, member_correlation, report_dir,
                       write_report)
 from ..store import Store
@@ -49,6 +49,7 @@ class BlendResult:
     report: dict
     submission: Path
     report_files: list[Path] = field(default_factory=list)
+    page: Page | None = None  # report.html: its path, size and the seconds it took
 
     competition = _reads("competition", "the competition blended")
     method = _reads("method", "the blender whose submission was written")
@@ -207,8 +208,9 @@ def blend(store: Store, competition: str | None = None, models: list[str] | None
               "correlation": member_correlation(kept, P_oof), "submission": str(submission),
               "confident_errors": confident_errors(ids, y, oof[best], fold_of, classes)}
     folder = report_dir(out)
-    files = write_report(folder, report) + [write_blend_page(folder, report, store, reporter)]
-    return BlendResult(report=report, submission=submission, report_files=files)
+    files = write_report(folder, report)
+    page = write_blend_page(folder, report, store, reporter)
+    return BlendResult(report=report, submission=submission, report_files=files + [page.path], page=page)
 
 
 def _blenders_for_folds(methods: list[str], folds: list[int], explicit: bool) -> list[str]:

@@ -182,6 +182,7 @@ def _decode(spec: ImageFilesSpec, folder: Path, key: str, train: list[str], test
         for split, paths in (("train", train), ("test", test)):
             fd, tmp = tempfile.mkstemp(prefix=f".{split}.", suffix=".npy.tmp", dir=folder)
             os.close(fd)
+            fileio.as_if_opened(tmp)
             temporary.append(Path(tmp))
             np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), height, width, channels)).flush()
             digests += decode_files(Path(tmp), paths, size, channels, native, reporter, workers, like=like)
