@@ -254,3 +254,29 @@ def test_durations():
     assert [parse_duration(t) for t in ("2h", "30m", "90s", "1h30m", "600", "1.5h")] == [7200, 1800, 90, 5400, 600, 5400]
     with pytest.raises(Exception, match="--timeout: 'soon' is not a duration"):
         parse_duration("soon")
+
+
+def test_trials_run_through_the_process_executor(workdir, monkeypatch):
+    """kit tune --executor process: each trial's folds are jobs of local worker processes (docs/distributed.md),
+    and the trials end as complete members scored by their CV, as in a serial search."""
+    import concurrent.futures
+
+    pools = []
+
+    class CountedPool(concurrent.futures.ProcessPoolExecutor):
+        def submit(self, *args, **kwargs):
+            pools.append(args[0])
+            return super().submit(*args, **kwargs)
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", CountedPool)  # kit/train/executors.py's pool
+    tune = {**LR, "pruner": {"name": "none"}}
+    path = write_recipe(workdir / "recipes", "px", tune=tune)
+    result = invoke("tune", path, "--trials", 2, "--metric", "log_loss", "--executor", "process", "--workers", 2)
+    assert result.exit_code == 0, result.output
+    store = Store(workdir / "store")
+    trials = study(store, "px").get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 2
+    for t in trials:
+        manifest = store.manifest("digits", f"px-t{t.number}")
+        assert manifest.complete and manifest.cv["log_loss"] == pytest.approx(t.value)
+    assert len(pools) == 2 * 2  # 2 trials x 2 folds, each a job submitted to the worker processes
