@@ -57,9 +57,9 @@ def pick_device(name: str = "auto", precision: str = "auto", memory_format: str 
         amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return DeviceSettings(device, amp if precision == "auto" else _PRECISIONS[precision],
                               channels_last=memory_format != "contiguous")
-    amp = (torch.bfloat16 if cpu_has_amx() else None) if precision == "auto" else _PRECISIONS[precision]
-    channels_last = memory_format == "channels_last" or (memory_format == "auto" and precision == "auto"
-                                                         and amp is not None)
+    amx = precision == "auto" and cpu_has_amx()  # auto on an AMX CPU: bf16, and the layout its kernels want
+    amp = torch.bfloat16 if amx else _PRECISIONS.get(precision)
+    channels_last = memory_format == "channels_last" or (memory_format == "auto" and amx)
     return DeviceSettings(device, amp, channels_last=channels_last)
 
 

@@ -37,13 +37,12 @@ def create_executor(name: str, workers: int | None = None, address: str | None =
         raise KitError(f"--executor: '{name}' is not one of {', '.join(EXECUTORS)}{did_you_mean(name, list(EXECUTORS))}")
     if workers is not None and workers < 1:
         raise KitError(f"--workers: expected at least 1, got {workers}")
-    if address is not None and name != "ray":
+    return EXECUTORS[name](workers=workers, address=address)
+
+
+def _on_this_machine(name: str, address: str | None) -> None:
+    if address is not None:
         raise KitError(f"--address: only --executor ray joins a cluster; '{name}' runs on this machine")
-    if name == "serial":
-        if workers not in (None, 1):
-            raise KitError("--workers: --executor serial runs one job at a time; use --executor process or ray")
-        return SerialExecutor()
-    return EXECUTORS[name](workers=workers, address=address) if name == "ray" else EXECUTORS[name](workers=workers)
 
 
 @register_executor
@@ -51,6 +50,11 @@ class SerialExecutor:
     """Every job in this process, in order, with the plan's data already in memory: kit train as it always was."""
 
     name = "serial"
+
+    def __init__(self, workers: int | None = None, address: str | None = None):
+        _on_this_machine(self.name, address)
+        if workers not in (None, 1):
+            raise KitError("--workers: --executor serial runs one job at a time; use --executor process or ray")
 
     def run(self, jobs: list[TrainJob], done: Done, reporter: Reporter = SILENT) -> None:
         epochs = sum(job.recipe.train.epochs for job in jobs)
@@ -77,7 +81,9 @@ class ProcessExecutor:
 
     name = "process"
 
-    def __init__(self, workers: int | None = None, threads: int | None = None, max_retries: int = 3):
+    def __init__(self, workers: int | None = None, address: str | None = None, threads: int | None = None,
+                 max_retries: int = 3):
+        _on_this_machine(self.name, address)
         cores = os.cpu_count() or 1
         self.workers = workers or cores
         self.threads = threads or max(1, cores // self.workers)
