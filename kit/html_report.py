@@ -33,7 +33,7 @@ from .errors import KitError
 from .metrics import HEADLINE, log_loss
 from .paths import check_output, competition_inputs, submissions_dir
 from .plots import learning_curves_png, per_class_png
-from .progress import SILENT, Reporter, fmt
+from .progress import SILENT, Reporter, counted, fmt
 from .report import (fitted_table, matrix_png, member_correlation, outside_note, per_class_table, score_table)
 from .store import Manifest, Store, why_unfinished
 from .tta import describe
@@ -412,7 +412,7 @@ def write_blend_page(folder: Path, report: dict, store: Store | None = None, rep
     chosen = "picked with --pick" if report["picked"] else f"the best by {report['metric']}"
     body = [f"<h1>{esc(competition)}: blend:{esc(method)}</h1>",
             f'<p class="meta">submission {esc(report["submission"])} ({esc(chosen)}); {esc(generated())}</p>',
-            f"<p>{len(report['members'])} members: {esc(', '.join(report['members']))}. Scores are on the "
+            f"<p>{counted(len(report['members']), 'member')}: {esc(', '.join(report['members']))}. Scores are on the "
             "out-of-fold rows; blenders that learn are scored by nested cross-validation over the members' folds."
             "</p>"]
     if report.get("partial"):  # kit blend --folds: the members' other folds are not in any number below

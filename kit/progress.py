@@ -33,6 +33,11 @@ SILENT = Reporter()
 SECONDS_COLUMNS = {"seconds", "fit s", "cv s"}
 
 
+def counted(n: int, noun: str) -> str:
+    """'1 member', '3 members': a count with its noun, for the lines kit prints and writes."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def fmt(value, column: str = "") -> str:
     """A table cell as text, alike in the terminal (kit.console) and in summary.md (kit.report):
     seconds to two decimals, other floats to four, tiny ones in scientific notation."""

@@ -188,17 +188,24 @@ def matrix_png(matrix, labels: list[str], title: str, xlabel: str, ylabel: str,
     ax.set_xticklabels(labels, rotation=90 if max(map(len, labels)) > 3 else 0)
     ax.set_yticklabels(labels)
     if n <= 25:  # beyond that the numbers no longer fit in their cells
-        scale = values if colour is None else colour
-        middle = np.nanmean(scale) if np.isfinite(scale).any() else 0
+        text_colours = cell_text_colours(image.cmap(image.norm(values if colour is None else colour)))
         for i in range(n):
             for j in range(n):
                 if np.isfinite(values[i, j]):
                     ax.text(j, i, fmt.format(values[i, j]), ha="center", va="center", fontsize=9 if n <= 12 else 7,
-                            color="black" if scale[i, j] > middle else "white")
+                            color=text_colours[i, j])
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     return buffer.getvalue()
+
+
+def cell_text_colours(rgba: np.ndarray) -> np.ndarray:
+    """Black or white for the number in each cell, from the cell's colour as drawn (its luminance), not
+    from where its value sits among the others: a confusion matrix's big diagonal leaves its off-diagonal
+    cells dark even where their counts are above the mean."""
+    luminance = rgba[..., :3] @ np.array([0.2126, 0.7152, 0.0722])
+    return np.where(luminance > 0.45, "black", "white")
 
 
 def write_summary(path: Path, report: dict, images: dict[str, str]) -> Path:

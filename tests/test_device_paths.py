@@ -103,16 +103,16 @@ def test_cuda_gets_autocast_channels_last_and_tf32(fake_cuda, bf16, amp):
     assert pick_device("auto", "fp32").amp_dtype is None  # a recipe's precision overrides the choice
 
 
-def test_cpu_keeps_plain_fp32_without_amx(monkeypatch):
+def test_cpu_keeps_plain_fp32_without_bf16_units(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr("kit.train.device.cpu_has_amx", lambda: False)
+    monkeypatch.setattr("kit.train.device.cpu_has_bf16_units", lambda: False)
     settings = pick_device("auto")
     assert settings.device == CPU and settings.amp_dtype is None and not settings.channels_last
 
 
-def test_cpu_with_amx_trains_in_bf16_channels_last_unless_the_recipe_says_otherwise(monkeypatch):
+def test_cpu_with_bf16_units_trains_in_bf16_channels_last_unless_the_recipe_says_otherwise(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr("kit.train.device.cpu_has_amx", lambda: True)
+    monkeypatch.setattr("kit.train.device.cpu_has_bf16_units", lambda: True)
     settings = pick_device("auto")
     assert settings.device == CPU and settings.amp_dtype == torch.bfloat16 and settings.channels_last
     assert pick_device("cpu", "fp32").amp_dtype is None and not pick_device("cpu", "fp32").channels_last
@@ -120,10 +120,20 @@ def test_cpu_with_amx_trains_in_bf16_channels_last_unless_the_recipe_says_otherw
     assert pick_device("cpu", memory_format="contiguous").amp_dtype == torch.bfloat16
 
 
-def test_amx_is_what_this_cpu_reports():
-    from kit.train.device import cpu_has_amx
+def test_bf16_units_are_what_this_cpu_reports():
+    from kit.train.device import cpu_has_bf16_units
 
-    assert cpu_has_amx() == bool(torch.cpu._is_amx_tile_supported())
+    reported = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+    assert cpu_has_bf16_units() == bool(reported)
+
+
+@pytest.mark.parametrize("amx, avx512_bf16", [(True, False), (False, True), (False, False)])
+def test_either_amx_or_avx512_bf16_counts_as_bf16_units(monkeypatch, amx, avx512_bf16):
+    from kit.train.device import cpu_has_bf16_units
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    assert cpu_has_bf16_units() == (amx or avx512_bf16)
 
 
 def test_torch_compile_only_when_the_recipe_asks_and_cuda_runs(monkeypatch):
@@ -227,7 +237,7 @@ def test_predictions_with_tta_on_a_gpu_equal_the_cpus():
 def test_memory_format_is_channels_last_on_the_cpu_only_when_the_recipe_asks(monkeypatch):
     from kit.train.device import pick_device
 
-    monkeypatch.setattr("kit.train.device.cpu_has_amx", lambda: False)
+    monkeypatch.setattr("kit.train.device.cpu_has_bf16_units", lambda: False)
     assert not pick_device("cpu").channels_last
     assert pick_device("cpu", memory_format="channels_last").channels_last
     assert not pick_device("cpu", memory_format="contiguous").channels_last

@@ -28,3 +28,22 @@ def test_one_list_of_headline_metrics(tmp_path):
     cv = store.manifest("syn", "m0").cv
     assert list(cv) == list(HEADLINE)
     assert cv == pytest.approx({k: classification_metrics(y, P[0], [str(c) for c in range(5)])[k] for k in HEADLINE})
+
+
+def test_heat_map_numbers_are_dark_on_light_cells_and_light_on_dark_ones():
+    # CIFAR-10's 541 dogs taken for cats beside a diagonal of 4,500: above the matrix's mean (which once chose
+    # black text), yet drawn dark purple in viridis, so its number must be white
+    from matplotlib import colormaps
+    from matplotlib.colors import Normalize
+
+    from kit.report import cell_text_colours
+
+    counts = np.full((10, 10), 50.0)
+    np.fill_diagonal(counts, 4500.0)
+    counts[5, 3] = 541.0
+    assert counts[5, 3] > counts.mean()
+    colours = cell_text_colours(colormaps["viridis"](Normalize(0, 4500)(counts)))
+    assert colours[5, 3] == "white" and (colours[np.eye(10, dtype=bool)] == "black").all()
+    assert (colours[~np.eye(10, dtype=bool)] == "white").all()
+    greys = cell_text_colours(colormaps["gray"](np.array([[0.0, 0.3], [0.7, 1.0]])))
+    assert greys.tolist() == [["white", "white"], ["black", "black"]]

@@ -1,14 +1,15 @@
 """The device and the numeric settings that come with it.
 
 On CUDA: bf16 autocast where the GPU supports it (else fp16 with a grad scaler), channels_last
-memory format and TF32 matmuls. On a CPU with AMX tiles (Intel Xeon since Sapphire Rapids), whose
-matrix units multiply bf16: bf16 autocast and channels_last, the layout oneDNN's bf16 convolutions
-want (airbench's net trained 4.2x faster than in fp32 on one of these CPUs, bench/cpu_precision.py).
-On any other CPU: plain fp32, which is what such CPUs are fast at (bf16 autocast trained a small CNN
-at 0.5x fp32 on one without AMX). A recipe's train.precision (fp32, bf16, fp16) overrides the
-automatic choice on either, and its train.memory_format the layout: channels_last pays on the CPU
-too for depthwise-separable nets (EfficientNet-Lite0 trained 1.4x faster at 128 px in fp32 on one of
-these CPUs), not for every net.
+memory format and TF32 matmuls. On a CPU that multiplies bf16 in hardware (AMX tiles: Intel Xeon
+since Sapphire Rapids; AVX512-BF16: those Xeons and AMD EPYC since Zen 4): bf16 autocast and
+channels_last, the layout oneDNN's bf16 convolutions want (bench/cpu_precision.py: airbench's net
+trained 4.2x faster than in fp32 contiguous on a 2-core Xeon with AMX, 3.0x on a 2-core EPYC with
+AVX512-BF16, resnet_small 5.7x there). On any other CPU: plain fp32, which is what such CPUs are
+fast at (bf16 autocast trained a small CNN at 0.5x fp32 on one without these units). A recipe's
+train.precision (fp32, bf16, fp16) overrides the automatic choice on either, and its
+train.memory_format the layout: channels_last pays on the CPU in fp32 too for some nets
+(EfficientNet-Lite0 trained 1.4x faster at 128 px in fp32 on one of these CPUs), not for every net.
 """
 
 from __future__ import annotations
@@ -57,15 +58,20 @@ def pick_device(name: str = "auto", precision: str = "auto", memory_format: str 
         amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return DeviceSettings(device, amp if precision == "auto" else _PRECISIONS[precision],
                               channels_last=memory_format != "contiguous")
-    amx = precision == "auto" and cpu_has_amx()  # auto on an AMX CPU: bf16, and the layout its kernels want
-    amp = torch.bfloat16 if amx else _PRECISIONS.get(precision)
-    channels_last = memory_format == "channels_last" or (memory_format == "auto" and amx)
+    bf16 = precision == "auto" and cpu_has_bf16_units()  # auto there: bf16, and the layout its kernels want
+    amp = torch.bfloat16 if bf16 else _PRECISIONS.get(precision)
+    channels_last = memory_format == "channels_last" or (memory_format == "auto" and bf16)
     return DeviceSettings(device, amp, channels_last=channels_last)
 
 
-def cpu_has_amx() -> bool:
-    """Whether this CPU has AMX tiles, which make bf16 convolutions and matmuls several times faster than fp32."""
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private in torch 2.x; absent: assume none
+def cpu_has_bf16_units() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AMX tiles or AVX512-BF16), which makes bf16 convolutions
+    and matmuls several times faster than fp32; without them oneDNN emulates bf16, slower than fp32."""
+    return _cpu_reports("_is_amx_tile_supported") or _cpu_reports("_is_avx512_bf16_supported")
+
+
+def _cpu_reports(probe_name: str) -> bool:
+    probe = getattr(torch.cpu, probe_name, None)  # private in torch 2.x; absent: assume the CPU lacks it
     try:
         return bool(probe()) if probe is not None else False
     except RuntimeError:
