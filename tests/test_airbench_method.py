@@ -326,7 +326,17 @@ def test_kit_trains_as_airbench94_does_step_for_step():
     # the same filters up to each eigenvector's sign (eigh's choice): then the reference takes kit's signs
     kit_filters, ref_filters = kit_whitening.flatten(1), ref_net[0].weight.detach().flatten(1)
     same = torch.isclose(kit_filters, ref_filters, atol=1e-4).all(1) | torch.isclose(kit_filters, -ref_filters, atol=1e-4).all(1)
-    assert same.all()
+    # each filter's norm is 1/sqrt(eigenvalue + eps): the same spectrum, filter for filter
+    kit_norms, ref_norms = kit_filters.norm(dim=1), ref_filters.norm(dim=1)
+    assert torch.allclose(kit_norms, ref_norms, rtol=1e-3)
+    # where two eigenvalues nearly coincide, any rotation within their plane is an eigenvector (eigh's choice
+    # differs between CPUs): only such filters may differ, and they must stay in that plane
+    for i in torch.nonzero(~same).flatten().tolist():
+        partners = torch.nonzero(torch.isclose(ref_norms, ref_norms[i], rtol=2e-2)).flatten().tolist()
+        assert len(partners) > 1, f"whitening filter {i} differs and its eigenvalue is not a repeated one"
+        plane = ref_filters[partners]
+        inside = plane.T @ torch.linalg.lstsq(plane.T, kit_filters[i:i + 1].T).solution
+        assert torch.allclose(inside.flatten(), kit_filters[i], atol=1e-3)
     ref_net[0].weight.data.copy_(kit_whitening)
     ema, step = None, 0
     for epoch in range(epochs):

@@ -146,14 +146,14 @@ def test_the_competition_is_inferred_from_the_models_or_named_by_its_file(store)
     y = np.arange(40) % 2
     write_store(store, "other", y, np.arange(40) % 4, {"alpha": [(np.eye(2)[y] * 0.8 + 0.1, np.full((50, 2), 0.5))]})
     result = invoke(store, "-m", "b*", "--out", store.parent / "b.csv")  # best: only in syn
-    assert result.exit_code == 0 and "syn: out-of-fold scores of 1 members" in result.output, result.output
+    assert result.exit_code == 0 and "syn: out-of-fold scores of 1 member and" in result.output, result.output
     result = invoke(store, "--out", store.parent / "x.csv")
     assert result.exit_code == 2 and "several competitions (other, syn); choose one with --competition" in result.output
     result = invoke(store, "-m", "nothing*")
     assert result.exit_code == 2 and "--models nothing* fit none of them" in " ".join(result.output.split())
     (store.parent / "other.yaml").write_text("name: other\nlayout: npz\nroot: data/other\n")
     result = invoke(store, "-c", store.parent / "other.yaml", "--out", store.parent / "o.csv")
-    assert result.exit_code == 0 and "other: out-of-fold scores of 1 members" in result.output, result.output
+    assert result.exit_code == 0 and "other: out-of-fold scores of 1 member and" in result.output, result.output
     assert (store.parent / "o.csv").read_text().startswith("id,label\nt0,")
 
 
