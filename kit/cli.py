@@ -217,8 +217,8 @@ def tune(
         values = ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in b["params"].items())
         console.print(f"[bold green]best:[/bold green] trial {b['number']} ({b['model']}): {s.metric} CV "
                       f"{b['value']:.4f}; {values}", soft_wrap=True)
-        console.print(f"recipe: {s.best_recipe}; summary: {s.summary}; {s.ran} trial"
-                      f"{'s' if s.ran != 1 else ''} run now, {s.seconds:.1f} s", soft_wrap=True)
+        console.print(f"recipe: {s.best_recipe}; summary: {s.summary}; {counted(s.ran, 'trial')}"
+                      f" run now, {s.seconds:.1f} s", soft_wrap=True)
         console.print(f"blend the trials: kit blend -m '{s.recipe}-t*' --method caruana", soft_wrap=True)
 
 
@@ -370,7 +370,7 @@ def report(
 
     page = write_store_page(Store(store), competition, out, RichReporter())
     console.print(f"[bold green]page:[/bold green] {page.path} ({page.bytes / 1024:,.0f} KB, {page.models} models, "
-                  f"{page.blends} blend page{'s' * (page.blends != 1)} linked, {page.seconds:.1f} s)", soft_wrap=True)
+                  f"{counted(page.blends, 'blend page')} linked, {page.seconds:.1f} s)", soft_wrap=True)
 
 
 @app.command()

@@ -364,7 +364,7 @@ def write_store_page(store: Store, competition: str | None = None, out: Path | N
     else:
         body.append('<p class="meta">No blend yet: kit blend writes one, with its page beside its submission.</p>')
     if missing:
-        body.append(f'<p class="meta">{missing} earlier blend{"s" * (missing > 1)} whose page is gone not listed.</p>')
+        body.append(f'<p class="meta">{counted(missing, "earlier blend")} whose page is gone not listed.</p>')
     body.append('<h2 id="correlation">Correlation of the finished models</h2>')
     complete = [v for v in views if v.oof is not None]
     if len(complete) >= 2:

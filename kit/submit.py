@@ -16,6 +16,7 @@ import pandas as pd
 
 from . import fileio
 from .errors import SubmissionError, reason
+from .progress import counted
 from .store import Store, read_header
 
 
@@ -253,7 +254,7 @@ def read_outside_submission(path: Path, fmt: SubmissionFormat, classes: list[str
     if unknown_ids.any():
         row = int(np.flatnonzero(unknown_ids)[0])
         raise SubmissionError(f"{path}: line {row + 2}, column '{fmt.id_column}': id '{ids[row]}' is not in the "
-                              f"sample submission ({unknown_ids.sum()} id{'s' if unknown_ids.sum() > 1 else ''} not in it); expected "
+                              f"sample submission ({counted(int(unknown_ids.sum()), 'id')} not in it); expected "
                               f"its {len(fmt.ids)} ids")
     missing_ids = fmt.ids[~np.isin(fmt.ids, ids)]
     if len(missing_ids):

@@ -13,6 +13,7 @@ import yaml
 
 from .. import fileio
 from ..metrics import HEADLINE
+from ..progress import counted
 from ..report import markdown_table
 from ..store import BEST_RECIPE, HISTORY_PLOT, IMPORTANCE_PLOT, STUDY, TRIALS, TUNE_SUMMARY, Store
 from .run import PRUNED, best_row, trials_table
@@ -141,7 +142,7 @@ def summary_text(name: str, competition: str, rows: list[dict], best: dict | Non
     lines += ["", "## Trials", "", markdown_table(columns, table, highlight)]
     pruned = [r for r in rows if r["state"] == PRUNED]
     if pruned:
-        lines += ["", f"{len(pruned)} pruned trial{'s' if len(pruned) > 1 else ''}: their models are left unfinished "
+        lines += ["", f"{counted(len(pruned), 'pruned trial')}: their models are left unfinished "
                       f"in the store, and kit blend leaves them out of a glob."]
     for title, file in images.items():
         lines += ["", f"## {title}", "", f"![{title}]({file})"]

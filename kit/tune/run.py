@@ -32,7 +32,7 @@ from .. import __version__
 from ..errors import KitError, RecipeError, StoreError
 from ..lock import exclusive, holder
 from ..metrics import HEADLINE
-from ..progress import SILENT, Reporter
+from ..progress import SILENT, Reporter, counted
 from ..recipe import load_recipe, recipe_from_dict
 from ..schema import read_yaml
 from ..store import BEST_RECIPE, STUDY, TUNE_SUMMARY, Store, trial_name
@@ -200,7 +200,7 @@ def tune_recipe(recipe_path: str | Path, store: Store, trials: int, timeout: flo
         notes.append(f"the study already holds {_counted(study)} trials (--trials {trials}); raise --trials to search "
                      f"further")
     elif deadline is not None and time.monotonic() >= deadline and _counted(study) < trials:
-        notes.append(f"--timeout reached after {ran} trial{'s' if ran != 1 else ''}; the same command continues the "
+        notes.append(f"--timeout reached after {counted(ran, 'trial')}; the same command continues the "
                      f"study")
     running = [t.number for t in study.get_trials(deepcopy=False)
                if t.state == optuna.trial.TrialState.RUNNING]
