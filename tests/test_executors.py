@@ -219,3 +219,24 @@ def test_resources_are_no_part_of_the_hash(workdir):
     assert asking.resources.gpus == 0.5 and plain.hash == asking.hash
     with pytest.raises(KitError, match=r"resources.cpus"):
         load_recipe(write_recipe(workdir / "recipes", "r", resources={"cpus": 0}))
+
+
+def test_serial_jobs_use_their_own_plans_context(workdir, monkeypatch):
+    # a store named by a relative path (kit train's default), and two models of one recipe hash (the name is not
+    # in it): every job must get its own plan's context, with nothing prepared twice
+    import kit.train.run as run
+
+    prepared, used = [], []
+    real_prepare, real_job_context = run.prepare, run.job_context
+    monkeypatch.setattr(run, "prepare", lambda recipe, *a, **kw: prepared.append(recipe.name) or real_prepare(recipe, *a, **kw))
+
+    def spy(job):
+        context = real_job_context(job)
+        used.append((job.recipe.name, context.recipe.name))
+        return context
+    monkeypatch.setattr(run, "job_context", spy)
+    first, second = (load_recipe(write_recipe(workdir / "recipes", name)) for name in ("twin", "twin2"))
+    assert first.hash == second.hash
+    run.train_recipes([first, second], Store("store"))
+    assert sorted(prepared) == ["twin", "twin2"]
+    assert sorted(used) == [("twin", "twin"), ("twin", "twin"), ("twin2", "twin2"), ("twin2", "twin2")]

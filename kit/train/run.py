@@ -376,16 +376,23 @@ def finish_training(plan: TrainPlan) -> TrainSummary:
 
 # ---- a job, in whichever process runs it
 
-# the contexts this process holds, by (recipe hash, store, device): the plans' own while the driver runs its jobs
-# itself (serial), or those a worker process built for the recipes it was sent (kept for its next jobs)
-_CONTEXTS: dict[tuple[str, str, str], JobContext] = {}
+# the contexts this process holds, by context_key: the plans' own while the driver runs its jobs itself
+# (serial), or those a worker process built for the recipes it was sent (kept for its next jobs)
+_CONTEXTS: dict[tuple[str, str, str, str], JobContext] = {}
 _WORKER_CONTEXTS_KEPT = 2
+
+
+def context_key(name: str, recipe_hash: str, store: str | Path, device: str) -> tuple[str, str, str, str]:
+    """The one key a plan lends its context under and a job looks it up by. The store's path resolved (a
+    job carries it absolute); the model's name too, as two models may share a recipe hash (the name is
+    not in it) and a context is one model's (its teacher knows its student)."""
+    return name, recipe_hash, str(Path(store).resolve()), device
 
 
 @contextlib.contextmanager
 def local_contexts(plans: list[TrainPlan]):
     """The plans' contexts lent to jobs run in this process, for as long as the executor runs."""
-    keys = [(p.manifest.recipe_hash, str(p.store.root), p.device) for p in plans]
+    keys = [context_key(p.recipe.name, p.manifest.recipe_hash, p.store.root, p.device) for p in plans]
     for key, plan in zip(keys, plans):
         _CONTEXTS[key] = plan.context
     try:
@@ -416,7 +423,7 @@ def run_job(job: TrainJob, reporter: Reporter = SILENT) -> dict:
 def job_context(job: TrainJob) -> JobContext:
     """This process's context for the job's recipe: the plan's (serial), else built here once per recipe from
     the store and data the plan left, after checking that this process sees the same store (check_same_store)."""
-    key = (job.recipe_hash, job.store, job.device)
+    key = context_key(job.recipe.name, job.recipe_hash, job.store, job.device)
     if key in _CONTEXTS:
         return _CONTEXTS[key]
     store = Store(job.store)
