@@ -23,7 +23,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
-from kit.recipe import recipe_from_dict  # noqa: E402
+from kit.recipe import read_recipe_file, recipe_from_dict  # noqa: E402
 from kit.store import Store  # noqa: E402
 from kit.train import train_recipe  # noqa: E402
 from machine import describe  # noqa: E402
@@ -43,7 +43,7 @@ def main() -> int:
     parser.add_argument("--store", default=None, help="scratch store (default: a temporary folder)")
     args = parser.parse_args()
 
-    base = yaml.safe_load(Path(args.recipe).read_text())
+    base = read_recipe_file(args.recipe)
     if args.epochs:
         base["train"] = {**base["train"], "epochs": args.epochs}
     augment = yaml.safe_load(args.augment) if args.augment else DIGITS_AUGMENT

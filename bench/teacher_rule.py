@@ -32,12 +32,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import kit.train.run as train_run  # noqa: E402
-from kit.recipe import load_recipe, recipe_from_dict  # noqa: E402
+from kit.recipe import load_recipe, read_recipe_file, recipe_from_dict  # noqa: E402
 from kit.store import Store  # noqa: E402
 from kit.teacher import Teacher  # noqa: E402
 from kit.train import train_recipe  # noqa: E402
@@ -61,7 +60,7 @@ def train_naive(recipe, store: Store):
 
 
 def renamed(recipe_path: Path, name: str, drop_teacher: bool = False):
-    data = yaml.safe_load(recipe_path.read_text())
+    data = read_recipe_file(recipe_path)
     data["name"] = name
     if drop_teacher:
         data.pop("teacher", None)

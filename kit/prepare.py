@@ -9,8 +9,7 @@ from pathlib import Path
 from .competition import CompetitionData, CompetitionSpec, load_competition, resolve_competition
 from .errors import RecipeError
 from .progress import SILENT, Reporter
-from .recipe import load_recipe
-from .schema import read_yaml
+from .recipe import load_recipe, read_recipe_file
 
 
 @dataclass
@@ -51,7 +50,7 @@ def _is_recipe(source: str) -> bool:
     if path.suffix not in (".yaml", ".yml") or not path.is_file():
         return False
     try:
-        data = read_yaml(path)
+        data = read_recipe_file(path)
     except RecipeError:
         return False  # resolve_competition names the problem
     return isinstance(data, dict) and "layout" not in data and "competition" in data

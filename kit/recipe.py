@@ -36,6 +36,12 @@ Learning from a blend of stored models, pseudo-labels and distillation by the fo
       pseudo_labels: {threshold: 0.95}
       distill: {weight: 0.5, temperature: 2.0}
 
+A variant of another recipe says only what differs (its path is relative to this file's folder; mappings
+merge key by key, anything else, lists included, is replaced; the base's name is not inherited):
+
+    extends: vgg_small.yaml
+    teacher: {members: [vgg_small, resnet_small], pseudo_labels: {threshold: 0.95}}
+
 Unknown keys are errors (they are almost always typos that would otherwise be ignored silently).
 """
 
@@ -424,7 +430,49 @@ def load_recipe(path: str | Path) -> Recipe:
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"{path}: no such recipe file")
-    return recipe_from_dict(read_yaml(path), source=str(path), default_name=path.stem)
+    return recipe_from_dict(read_recipe_file(path), source=str(path), default_name=path.stem)
+
+
+def read_recipe_file(path: str | Path) -> Any:
+    """A recipe file's own mapping, with the recipes it `extends:` merged under it (merged_recipe): what
+    every reader of a recipe file starts from, so that a variant is the recipe it spells out. Not
+    validated; a mapping unless the file holds something else (recipe_from_dict says what)."""
+    path, chain = Path(path), []
+    data = read_yaml(path)
+    layers = [data]
+    while isinstance(data, dict) and "extends" in data:
+        chain.append(path.resolve())
+        base = data["extends"]
+        if not isinstance(base, str) or not base.endswith((".yaml", ".yml")):
+            raise RecipeError(f"{path}: extends: expected the path of the recipe file this one varies (a .yaml "
+                              f"file, relative to {path.parent}), got {base!r}")
+        base_path = path.parent / base
+        if not base_path.is_file():
+            raise RecipeError(f"{path}: extends: no such recipe file '{base_path}' (the path is relative to "
+                              f"the folder of {path.name})")
+        if base_path.resolve() in chain:
+            raise RecipeError(f"{path}: extends: '{base}' leads back to {path.name}; a recipe cannot extend itself")
+        path, data = base_path, read_yaml(base_path)
+        if not isinstance(data, dict):
+            raise RecipeError(f"{path}: expected a mapping of recipe fields, got {type(data).__name__}")
+        layers.append({key: value for key, value in data.items() if key != "name"})
+    merged = layers.pop()
+    while layers:
+        merged = merged_recipe(merged, layers.pop())
+    if isinstance(merged, dict):
+        merged.pop("extends", None)
+    return merged
+
+
+def merged_recipe(base: Any, variant: Any) -> Any:
+    """The variant over its base: mappings merge key by key, and anything else the variant gives replaces
+    the base's (a list is one value: `augment.transforms` is the variant's own, not the base's plus it)."""
+    if not isinstance(base, dict) or not isinstance(variant, dict):
+        return variant
+    merged = dict(base)
+    for key, value in variant.items():
+        merged[key] = merged_recipe(base[key], value) if key in base else value
+    return merged
 
 
 def recipe_from_dict(data: Any, source: str = "recipe", default_name: str = "") -> Recipe:

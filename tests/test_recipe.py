@@ -129,3 +129,42 @@ def test_a_model_stored_with_the_old_hash_form_is_still_the_same_recipe(trained_
     manifest_path.write_text(json.dumps(manifest))
     result = _train(path)
     assert result.exit_code == 2 and "the recipe changed" in result.output
+
+
+def test_extends_merges_mappings_replaces_the_rest_and_keeps_the_hash(workdir):
+    base = write_recipe(workdir, "base", augment={"transforms": ["HorizontalFlip", "VerticalFlip"]})
+    base.write_text(base.read_text() + "name: the_base\n")
+    (workdir / "variants").mkdir()
+    variant = workdir / "variants" / "wider.yaml"
+    variant.write_text("extends: ../base.yaml\nmodel: {params: {widths: [16, 32]}}\ntrain: {epochs: 3}\n"
+                       "augment: {transforms: [HorizontalFlip]}\n")
+    recipe = load_recipe(variant)
+    assert recipe.name == "wider"  # its own file's stem: the base's name: is not inherited
+    assert recipe.model.arch == "vgg_small" and recipe.model.params["widths"] == [16, 32]
+    assert recipe.model.params["convs_per_stage"] == 1 and recipe.train.batch_size == 64  # kept from the base
+    assert recipe.train.epochs == 3 and recipe.augment.transforms == [{"HorizontalFlip": {}}]  # a list is replaced
+    spelled_out = write_recipe(workdir, "spelled", model__params__widths=[16, 32], train__epochs=3,
+                               augment={"transforms": ["HorizontalFlip"]})
+    assert recipe.hash == load_recipe(spelled_out).hash  # a variant is the recipe it spells out
+    assert len(load_recipe(base).augment.transforms) == 2
+
+
+def test_extends_chains_and_a_null_removes_a_section(workdir):
+    write_recipe(workdir, "a", teacher={"members": ["m"], "pseudo_labels": {"threshold": 0.9}})
+    (workdir / "b.yaml").write_text("extends: a.yaml\ntrain: {epochs: 2}\n")
+    (workdir / "c.yaml").write_text("extends: b.yaml\nteacher: null\n")
+    recipe = load_recipe(workdir / "c.yaml")
+    assert recipe.train.epochs == 2 and recipe.teacher is None
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("extends: missing.yaml\n", r"c\.yaml: extends: no such recipe file '.*missing\.yaml' \(the path is relative"),
+    ("extends: [a.yaml]\n", r"c\.yaml: extends: expected the path of the recipe file"),
+    ("extends: c.yaml\n", r"c\.yaml: extends: 'c\.yaml' leads back to c\.yaml"),
+    ("extends: a.yaml\ntrain: {epoks: 2}\n", r"c\.yaml: train: unknown key 'epoks'|c\.yaml: train\.epoks"),
+])
+def test_extends_errors_name_the_file_and_field(workdir, text, fragment):
+    write_recipe(workdir, "a")
+    (workdir / "c.yaml").write_text(text)
+    with pytest.raises(RecipeError, match=fragment):
+        load_recipe(workdir / "c.yaml")

@@ -33,8 +33,7 @@ from ..errors import KitError, RecipeError, StoreError
 from ..lock import exclusive, holder
 from ..metrics import HEADLINE
 from ..progress import SILENT, Reporter, counted
-from ..recipe import load_recipe, recipe_from_dict
-from ..schema import read_yaml
+from ..recipe import load_recipe, read_recipe_file, recipe_from_dict
 from ..store import BEST_RECIPE, STUDY, TUNE_SUMMARY, Store, trial_name
 from .space import MISSING, PrunerConfig, Space, check_space, choice_label, inner, parse_space, sample
 
@@ -127,7 +126,7 @@ def tune_recipe(recipe_path: str | Path, store: Store, trials: int, timeout: flo
     if timeout is not None and timeout <= 0:
         raise KitError(f"--timeout: expected a positive duration, got {timeout:g} s")
     base = load_recipe(path)  # the recipe as kit train reads it: the hash the study belongs to
-    raw = read_yaml(path)  # the file's own mapping, which each trial's recipe is made from
+    raw = read_recipe_file(path)  # the file's mapping (with what it extends), which each trial's recipe is made from
     space = parse_space(raw.get("tune"), str(path))
     name, competition = base.name, base.competition_spec.name
     raw = {**raw, "name": name}
