@@ -433,35 +433,30 @@ def load_recipe(path: str | Path) -> Recipe:
     return recipe_from_dict(read_recipe_file(path), source=str(path), default_name=path.stem)
 
 
-def read_recipe_file(path: str | Path) -> Any:
+def read_recipe_file(path: str | Path, _extended_by: tuple[Path, ...] = ()) -> Any:
     """A recipe file's own mapping, with the recipes it `extends:` merged under it (merged_recipe): what
     every reader of a recipe file starts from, so that a variant is the recipe it spells out. Not
     validated; a mapping unless the file holds something else (recipe_from_dict says what)."""
-    path, chain = Path(path), []
+    path = Path(path)
     data = read_yaml(path)
-    layers = [data]
-    while isinstance(data, dict) and "extends" in data:
-        chain.append(path.resolve())
-        base = data["extends"]
-        if not isinstance(base, str) or not base.endswith((".yaml", ".yml")):
-            raise RecipeError(f"{path}: extends: expected the path of the recipe file this one varies (a .yaml "
-                              f"file, relative to {path.parent}), got {base!r}")
-        base_path = path.parent / base
-        if not base_path.is_file():
-            raise RecipeError(f"{path}: extends: no such recipe file '{base_path}' (the path is relative to "
-                              f"the folder of {path.name})")
-        if base_path.resolve() in chain:
-            raise RecipeError(f"{path}: extends: '{base}' leads back to {path.name}; a recipe cannot extend itself")
-        path, data = base_path, read_yaml(base_path)
-        if not isinstance(data, dict):
-            raise RecipeError(f"{path}: expected a mapping of recipe fields, got {type(data).__name__}")
-        layers.append({key: value for key, value in data.items() if key != "name"})
-    merged = layers.pop()
-    while layers:
-        merged = merged_recipe(merged, layers.pop())
-    if isinstance(merged, dict):
-        merged.pop("extends", None)
-    return merged
+    if not isinstance(data, dict) or "extends" not in data:
+        return data
+    base = data["extends"]
+    if not isinstance(base, str) or not base.endswith((".yaml", ".yml")):
+        raise RecipeError(f"{path}: extends: expected the path of the recipe file this one varies (a .yaml "
+                          f"file, relative to {path.parent}), got {base!r}")
+    base_path = path.parent / base
+    if not base_path.is_file():
+        raise RecipeError(f"{path}: extends: no such recipe file '{base_path}' (the path is relative to "
+                          f"the folder of {path.name})")
+    chain = (*_extended_by, path.resolve())
+    if base_path.resolve() in chain:
+        raise RecipeError(f"{path}: extends: '{base}' leads back to {base_path.name}; a recipe cannot extend itself")
+    inherited = read_recipe_file(base_path, chain)
+    if not isinstance(inherited, dict):
+        raise RecipeError(f"{base_path}: expected a mapping of recipe fields, got {type(inherited).__name__}")
+    inherited.pop("name", None)  # the variant is named by its own file (or its own name:)
+    return merged_recipe(inherited, {key: value for key, value in data.items() if key != "extends"})
 
 
 def merged_recipe(base: Any, variant: Any) -> Any:
